@@ -1,0 +1,60 @@
+# Tamales sales forecasting platform — `make` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export MLFLOW_DISABLE_TELEMETRY := true
+export BENTOML_DO_NOT_TRACK := true
+export DO_NOT_TRACK := 1
+export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT := false
+# Keep the tools' own state inside the project's state dir (overridable).
+export TAMALES_STATE_DIR ?= $(CURDIR)/.tamales
+export PREFECT_HOME ?= $(TAMALES_STATE_DIR)/prefect
+export BENTOML_HOME ?= $(TAMALES_STATE_DIR)/bentoml
+
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+SAMPLE_DIR ?= data/sample_delivery
+PORT ?= 3000
+
+.PHONY: help setup run test lint format sample pipeline serve test-container bench-features bench-serve soak clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+setup: ## Install uv if missing and sync the locked environment
+	@command -v $(UV) >/dev/null 2>&1 || python3 -m pip install --user --quiet uv
+	$(UV) sync --frozen
+
+sample: setup ## Generate the sample deliveries (if absent)
+	@test -d $(SAMPLE_DIR) || $(UV) run --frozen python -m features.synth --out $(SAMPLE_DIR)
+
+run: sample ## End to end on sample data: ingest → features → train → package, then serve the bento
+	$(UV) run --frozen python -m flows.pipeline --source $(SAMPLE_DIR)
+	$(UV) run --frozen python -m service.serve_latest --port $(PORT)
+
+test: setup ## Lint and run every test
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen pytest
+
+lint: setup ## ruff check + format check
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+
+format: setup ## Apply ruff fixes and formatting
+	$(UV) run --frozen ruff check --fix .
+	$(UV) run --frozen ruff format .
+
+test-container: setup ## Build the bento's image with podman and check it answers
+	bash scripts/test_container.sh
+
+bench-features: setup ## Benchmark ingest + features on 10 M raw rows
+	$(UV) run --frozen python bench/features.py
+
+bench-serve: setup ## Benchmark the predict route vs a no-op BentoML service (wrk)
+	bash bench/serve.sh
+
+soak: setup ## 10-minute soak of the predict route
+	bash bench/soak.sh
+
+clean: ## Remove local state, lake and sample data
+	rm -rf .tamales data

@@ -1,0 +1,89 @@
+"""The one typed place for configuration (env prefix ``TAMALES_``).
+
+Every path, bucket, table and endpoint the project touches is read from here; nothing else in the code base
+hard-codes them. Defaults are the embedded, machine-local stand-ins so that a fresh checkout runs offline.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Telemetry of the tools this project starts. Set before those libraries are imported (see ``quiet_tools``).
+NO_PHONE_HOME = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "BENTOML_DO_NOT_TRACK": "true",
+    "DO_NOT_TRACK": "1",
+    # gcsfs otherwise probes a gRPC endpoint for hierarchical-namespace buckets on every bucket operation.
+    "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+}
+
+
+def quiet_tools() -> None:
+    """Switch off the analytics/telemetry of Prefect, MLflow and BentoML for this process (idempotent)."""
+    for key, value in NO_PHONE_HOME.items():
+        os.environ.setdefault(key, value)
+
+
+quiet_tools()
+
+
+class Settings(BaseSettings):
+    """Runtime settings; each field ``foo`` is read from ``TAMALES_FOO``."""
+
+    model_config = SettingsConfigDict(env_prefix="TAMALES_", extra="ignore")
+
+    raw_url: str = Field("data/lake/opi_raw_data", description="Raw bucket: local folder or gs://opi_raw_data")
+    processed_url: str = Field(
+        "data/lake/opi_processed_data", description="Processed bucket: local folder or gs://opi_processed_data"
+    )
+    feature_store: Literal["local", "bigquery"] = Field("local", description="Feature store backend")
+    bq_project: str | None = Field(None, description="GCP project of the BigQuery feature store (ADC default)")
+    bq_dataset: str = Field("products_feature_store", description="BigQuery dataset of the feature store")
+    bq_table: str = Field("features", description="BigQuery table of the feature store")
+    bq_location: str | None = Field(None, description="BigQuery location (e.g. US); client default if unset")
+    bq_endpoint: str | None = Field(None, description="BigQuery API endpoint override (emulators only)")
+    gcs_endpoint: str | None = Field(None, description="GCS endpoint override (emulators only)")
+    gcs_project: str | None = Field(None, description="GCP project for GCS (ADC default)")
+    gcs_anonymous: bool = Field(False, description="Use anonymous GCS credentials (emulators only)")
+    state_dir: Path = Field(Path(".tamales"), description="Local state: feature store, MLflow, Prefect, bentos")
+    model_name: str = Field("tamales-sales-forecaster", description="MLflow registered model name")
+    mlflow_experiment: str = Field("tamales-sales-forecaster", description="MLflow experiment name")
+    test_months: int = Field(3, ge=1, description="Last N target months of each source form the test set")
+    feature_cache_ttl_seconds: float = Field(600.0, gt=0, description="Service feature cache refresh period")
+
+    @property
+    def local_feature_store_path(self) -> Path:
+        """Parquet file that backs the embedded feature store."""
+        return self.state_dir.resolve() / "feature_store" / f"{self.bq_dataset}.{self.bq_table}.parquet"
+
+    @property
+    def bq_table_id(self) -> str:
+        """Fully qualified BigQuery table id ``project.dataset.table`` (project may come from ADC)."""
+        prefix = f"{self.bq_project}." if self.bq_project else ""
+        return f"{prefix}{self.bq_dataset}.{self.bq_table}"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        """``MLFLOW_TRACKING_URI`` if set, else SQLite under the state dir (the embedded default)."""
+        uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if uri:
+            return uri
+        return f"sqlite:///{self.state_dir.resolve() / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifact_root(self) -> str:
+        """Artifact root for experiments created on the embedded store."""
+        return (self.state_dir.resolve() / "mlflow" / "artifacts").as_uri()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings (cached; call ``get_settings.cache_clear()`` after changing the environment)."""
+    return Settings()
