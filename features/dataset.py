@@ -1,0 +1,162 @@
+"""From the raw bucket to a published data version: read, clean, build features, split, report.
+
+These are the plain functions behind the features flow's tasks. A *data version* is derived from the input
+deliveries' fingerprints (and ``FEATURES_VERSION``, bumped when the feature logic changes), so the same input
+always yields the same version and byte-identical parquet files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from features import processed, storage
+from features.build import build_features, densify, latest_rows, temporal_split
+from features.clean import CleaningCounts, clean_erp, clean_teinvento, monthly_totals
+from features.ingest import Manifest, latest_delivery
+from features.raw_csv import parse_raw_csv
+from features.raw_layout import TABLES, TableKind
+from features.schema import FEATURE_STORE_SCHEMA, SOURCES
+from features.settings import Settings, get_settings
+
+FEATURES_VERSION = "1"
+FEATURES_FILE = "features/features.parquet"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The deliveries a data version is built from."""
+
+    manifests: dict[str, Manifest]
+
+    @property
+    def version(self) -> str:
+        """``<erp delivery>-<teinvento delivery>-<hash>``: readable and determined by the input files."""
+        digest = hashlib.sha256(FEATURES_VERSION.encode())
+        for source in SOURCES:
+            digest.update(f"|{source}:{self.manifests[source].fingerprint()}".encode())
+        dates = "-".join(self.manifests[s].delivery for s in SOURCES)
+        return f"{dates}-{digest.hexdigest()[:10]}"
+
+
+def resolve_inputs(settings: Settings | None = None) -> Inputs:
+    """The latest ingested delivery of each source; raises if a source has none."""
+    settings = settings or get_settings()
+    manifests = {}
+    for source in SOURCES:
+        manifest = latest_delivery(settings.raw_url, source, settings)
+        if manifest is None:
+            raise FileNotFoundError(
+                f"no ingested {source} delivery under {settings.raw_url}: run the ingest flow"
+            )
+        manifests[source] = manifest
+    return Inputs(manifests)
+
+
+def read_tables(
+    manifest: Manifest, settings: Settings, progress: Callable[[str], None] | None = None
+) -> dict[TableKind, pl.LazyFrame]:
+    """Every valid raw file of a delivery, parsed and concatenated per table (lazily combined)."""
+    frames: dict[TableKind, list[pl.DataFrame]] = {}
+    items = sorted(manifest.files.items())
+    for i, (relpath, entry) in enumerate(items, start=1):
+        spec = TABLES[entry.kind]
+        data = storage.read_bytes(storage.join(settings.raw_url, relpath), settings)
+        frames.setdefault(spec.kind, []).append(parse_raw_csv(data, spec))
+        if progress and (i % 50 == 0 or i == len(items)):
+            progress(f"{manifest.source}: read {i}/{len(items)} files")
+    empty = {kind: pl.DataFrame(schema=dict.fromkeys(TABLES[kind].columns, pl.String)) for kind in TABLES}
+    return {kind: pl.concat(frames.get(kind) or [empty[kind]]).lazy() for kind in TABLES}
+
+
+def build_dataset(
+    inputs: Inputs, settings: Settings | None = None, progress: Callable[[str], None] | None = None
+) -> tuple[pl.DataFrame, dict]:
+    """The full feature table and the data-quality report for ``inputs``."""
+    settings = settings or get_settings()
+    counts = CleaningCounts()
+    erp = read_tables(inputs.manifests["erp"], settings, progress)
+    tei = read_tables(inputs.manifests["teinvento"], settings, progress)
+    series = pl.concat(
+        [
+            clean_erp(erp["erp_sales"], counts),
+            clean_teinvento(tei["tei_fact"], tei["tei_product"], tei["tei_region"], counts),
+        ],
+        how="diagonal_relaxed",
+    )
+    totals = monthly_totals(series, counts)
+    features = build_features(densify(totals, counts))
+    return features, quality_report(inputs, features, counts, settings)
+
+
+def quality_report(
+    inputs: Inputs, features: pl.DataFrame, counts: CleaningCounts, settings: Settings
+) -> dict:
+    """Deterministic data-quality summary (no timestamps: same input → same bytes)."""
+    train, test = temporal_split(features, settings.test_months)
+    per_source = features.group_by("source").agg(
+        products=pl.col("id_product").n_unique(),
+        first_month=pl.col("year_month").min().cast(pl.String),
+        last_month=pl.col("year_month").max().cast(pl.String),
+        unknown_key_products=pl.col("id_product").filter(pl.col("unknown_key")).n_unique(),
+    )
+    return {
+        "version": inputs.version,
+        "deliveries": {s: inputs.manifests[s].delivery for s in SOURCES},
+        "files_read": {s: len(inputs.manifests[s].files) for s in SOURCES},
+        "files_quarantined": [
+            {"relpath": rel, "reason": q.reason}
+            for s in SOURCES
+            for rel, q in sorted(inputs.manifests[s].quarantined.items())
+        ],
+        "rules": counts.as_dict(),
+        "sources": {row.pop("source"): row for row in per_source.sort("source").to_dicts()},
+        "rows": {"features": features.height, "train": train.height, "test": test.height},
+        "test_months": settings.test_months,
+    }
+
+
+def parquet_bytes(df: pl.DataFrame) -> bytes:
+    """Deterministic parquet encoding (fixed writer options, rows already sorted by the caller)."""
+    buffer = io.BytesIO()
+    pq.write_table(df.to_arrow(), buffer, compression="zstd", write_statistics=True)
+    return buffer.getvalue()
+
+
+def publish_version(features: pl.DataFrame, report: dict, settings: Settings | None = None) -> str:
+    """Publish features, splits and report as one version directory (atomically); returns its URL."""
+    settings = settings or get_settings()
+    train, test = temporal_split(features, settings.test_months)
+    files = {
+        FEATURES_FILE: parquet_bytes(features),
+        "train_set/part-00000.parquet": parquet_bytes(train),
+        "test_set/part-00000.parquet": parquet_bytes(test),
+        processed.QUALITY_REPORT: json.dumps(report, indent=2, sort_keys=True).encode(),
+    }
+    url = processed.version_url(report["version"], settings)
+    storage.publish_files(url, files, settings)
+    return url
+
+
+def read_features(version: str, settings: Settings | None = None) -> pl.DataFrame:
+    """The full feature table of a published version."""
+    url = storage.join(processed.version_url(version, settings), FEATURES_FILE)
+    frame = pl.from_arrow(pq.read_table(io.BytesIO(storage.read_bytes(url, settings))))
+    return frame.select(list(FEATURE_STORE_SCHEMA))
+
+
+def set_latest(version: str, settings: Settings | None = None) -> None:
+    """Point ``LATEST`` at ``version`` (after the version and the feature store were published)."""
+    settings = settings or get_settings()
+    storage.write_bytes_atomic(
+        storage.join(settings.processed_url, processed.LATEST_POINTER), f"{version}\n".encode()
+    )
+
+
+__all__ = ["Inputs", "build_dataset", "latest_rows", "publish_version", "read_features", "resolve_inputs"]
