@@ -55,3 +55,6 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+pytest_plugins = ["tests.fixtures.data"]
