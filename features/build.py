@@ -74,8 +74,9 @@ def temporal_split(features: pl.DataFrame, test_months: int) -> tuple[pl.DataFra
     flagged = labelled.join(last_target, on="source").with_columns(
         is_test=pl.col("target_month") > pl.col("last_target").dt.offset_by(f"-{test_months}mo")
     )
-    train = flagged.filter(~pl.col("is_test")).drop("last_target", "is_test")
-    test = flagged.filter(pl.col("is_test")).drop("last_target", "is_test")
+    order = [*SERIES, "year_month"]
+    train = flagged.filter(~pl.col("is_test")).drop("last_target", "is_test").sort(order)
+    test = flagged.filter(pl.col("is_test")).drop("last_target", "is_test").sort(order)
     return train, test
 
 

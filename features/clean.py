@@ -26,6 +26,9 @@ from features.raw_layout import ERP_REGION_FOLDERS, MONTHS
 from features.schema import SOURCE_ERP, SOURCE_TEINVENTO
 
 RESIDUE_ABS = 1e-6
+# Netting is done in integer micro-units: integer sums do not depend on the order in which a multi-threaded
+# group-by adds fragments, so the same input always yields bit-identical totals (and parquet bytes).
+MICROS = 1_000_000
 ERP_PRODUCER = "Tamales Inc"
 _MONTH_NUMBER = {name: i + 1 for i, name in enumerate(MONTHS)}
 
@@ -72,8 +75,17 @@ def _count_and_apply_common(df: pl.DataFrame, counts: CleaningCounts, prefix: st
         counts.add(f"{prefix}.{rule}", n or 0)
     # Rows without a valid month cannot be placed in a series; they are counted above and set aside here.
     return df.filter(pl.col("year_month").is_not_null()).with_columns(
-        sales=pl.when(pl.col("sales").abs() < RESIDUE_ABS).then(0.0).otherwise(pl.col("sales"))
+        sales_micros=pl.when(pl.col("sales").abs() < RESIDUE_ABS)
+        .then(0)
+        .otherwise((pl.col("sales") * MICROS).round())
+        .cast(pl.Int64)
     )
+
+
+def _net(micros: pl.Expr) -> list[pl.Expr]:
+    """Net sum of fragments (missing when every fragment is missing), as micro-units and as a float."""
+    total = pl.when(micros.is_null().all()).then(None).otherwise(micros.sum())
+    return [total.alias("sales_micros"), (total / MICROS).alias("sales")]
 
 
 def clean_erp(raw: pl.LazyFrame, counts: CleaningCounts) -> pl.DataFrame:
@@ -94,20 +106,13 @@ def clean_erp(raw: pl.LazyFrame, counts: CleaningCounts) -> pl.DataFrame:
         "erp.rows_unknown_region",
         df.filter(~pl.col("region").is_in(list(ERP_REGION_FOLDERS.values()))).height,
     )
-    netted = (
-        df.group_by("id_product", "calorie_category", "region", "year_month")
-        .agg(
-            sales=pl.col("sales").sum(),
-            all_missing=pl.col("sales").is_null().all(),
-            fragments=pl.len(),
-            product_name=pl.col("product_name").min(),
-        )
-        .with_columns(sales=pl.when(pl.col("all_missing")).then(None).otherwise(pl.col("sales")))
+    netted = df.group_by("id_product", "calorie_category", "region", "year_month").agg(
+        *_net(pl.col("sales_micros")), product_name=pl.col("product_name").min()
     )
     counts.add("erp.series_months_after_netting", netted.height)
     return netted.with_columns(
         source=pl.lit(SOURCE_ERP), producer=pl.lit(ERP_PRODUCER), unknown_key=pl.lit(False)
-    ).drop("all_missing", "fragments")
+    )
 
 
 def _dedupe_dim(dim: pl.DataFrame, key: str, counts: CleaningCounts, name: str) -> pl.DataFrame:
@@ -160,14 +165,11 @@ def clean_teinvento(
         )
         .group_by("id_product", "calorie_category", "region", "year_month")
         .agg(
-            sales=pl.col("sales").sum(),
-            all_missing=pl.col("sales").is_null().all(),
+            *_net(pl.col("sales_micros")),
             product_name=pl.col("product_name").first(),
             producer=pl.col("producer").first(),
             unknown_key=pl.col("unknown_key").any(),
         )
-        .with_columns(sales=pl.when(pl.col("all_missing")).then(None).otherwise(pl.col("sales")))
-        .drop("all_missing")
     )
     counts.add("teinvento.series_months_after_netting", netted.height)
     return netted.with_columns(source=pl.lit(SOURCE_TEINVENTO))
@@ -176,7 +178,7 @@ def clean_teinvento(
 def monthly_totals(series: pl.DataFrame, counts: CleaningCounts) -> pl.DataFrame:
     """National monthly total per (source, product): regions and categories summed; attributes resolved."""
     keys = ["source", "id_product"]
-    by_category = series.group_by(*keys, "calorie_category").agg(cat_sales=pl.col("sales").abs().sum())
+    by_category = series.group_by(*keys, "calorie_category").agg(cat_sales=pl.col("sales_micros").abs().sum())
     two_categories = by_category.group_by(keys).len().filter(pl.col("len") > 1).height
     counts.add("products_with_two_calorie_categories", two_categories)
     dominant = (
@@ -190,9 +192,7 @@ def monthly_totals(series: pl.DataFrame, counts: CleaningCounts) -> pl.DataFrame
         producer=pl.col("producer").drop_nulls().min(),
         unknown_key=pl.col("unknown_key").any(),
     )
-    totals = series.group_by(*keys, "year_month").agg(
-        total_sales=pl.when(pl.col("sales").is_null().all()).then(None).otherwise(pl.col("sales").sum())
-    )
+    totals = series.group_by(*keys, "year_month").agg(_net(pl.col("sales_micros"))[1].alias("total_sales"))
     return (
         totals.join(dominant, on=keys, how="left")
         .join(attributes, on=keys, how="left")
