@@ -38,7 +38,9 @@ def latest_version(settings: Settings | None = None) -> str:
     settings = settings or get_settings()
     url = storage.join(settings.processed_url, LATEST_POINTER)
     if not storage.exists(url, settings):
-        raise FileNotFoundError(f"no processed data version under {settings.processed_url}: run the features flow")
+        raise FileNotFoundError(
+            f"no processed data version under {settings.processed_url}: run the features flow"
+        )
     return storage.read_bytes(url, settings).decode().strip()
 
 

@@ -37,7 +37,17 @@ class TableSpec:
 TABLES: dict[TableKind, TableSpec] = {
     "erp_sales": TableSpec(
         "erp_sales",
-        ("year", "month", "country", "calorie_category", "flavor", "zone", "product_code", "product_name", "sales"),
+        (
+            "year",
+            "month",
+            "country",
+            "calorie_category",
+            "flavor",
+            "zone",
+            "product_code",
+            "product_name",
+            "sales",
+        ),
         ("year",),
     ),
     "tei_fact": TableSpec("tei_fact", ("year", "month", "sales", "id_region", "id_product"), ("year",)),
@@ -58,8 +68,12 @@ _TEI_FOLDERS: dict[str, TableKind] = {
     "region_dim": "tei_region",
 }
 _DATE = r"(?P<delivery>\d{8})"
-_ERP_RE = re.compile(rf"^{re.escape(ERP_ROOT)}/{_DATE}/csv/(?P<folder>[^/]+)/ventas_mensuales_(?P=folder)\.csv$")
-_TEI_RE = re.compile(rf"^{re.escape(TEINVENTO_ROOT)}/{_DATE}/(?P<table>fact_table|product_dim|region_dim)/part-[^/]+\.csv$")
+_ERP_RE = re.compile(
+    rf"^{re.escape(ERP_ROOT)}/{_DATE}/csv/(?P<folder>[^/]+)/ventas_mensuales_(?P=folder)\.csv$"
+)
+_TEI_RE = re.compile(
+    rf"^{re.escape(TEINVENTO_ROOT)}/{_DATE}/(?P<table>fact_table|product_dim|region_dim)/part-[^/]+\.csv$"
+)
 
 
 @dataclass(frozen=True)

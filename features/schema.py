@@ -67,7 +67,13 @@ FEATURE_STORE_SCHEMA: dict[str, pl.DataType] = {
     "months_of_history": pl.Int32(),
 }
 
-_BQ_TYPES = {pl.String: "STRING", pl.Date: "DATE", pl.Boolean: "BOOL", pl.Float64: "FLOAT64", pl.Int32: "INT64"}
+_BQ_TYPES = {
+    pl.String: "STRING",
+    pl.Date: "DATE",
+    pl.Boolean: "BOOL",
+    pl.Float64: "FLOAT64",
+    pl.Int32: "INT64",
+}
 
 
 def bigquery_schema() -> list[tuple[str, str]]:

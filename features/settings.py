@@ -39,20 +39,34 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="TAMALES_", extra="ignore")
 
-    raw_url: str = Field("data/lake/opi_raw_data", description="Raw bucket: local folder or gs://opi_raw_data")
+    raw_url: str = Field(
+        "data/lake/opi_raw_data", description="Raw bucket: local folder or gs://opi_raw_data"
+    )
     processed_url: str = Field(
-        "data/lake/opi_processed_data", description="Processed bucket: local folder or gs://opi_processed_data"
+        "data/lake/opi_processed_data",
+        description="Processed bucket: local folder or gs://opi_processed_data",
+    )
+    source_url: str | None = Field(
+        None,
+        description="Where deliveries land (folder or gs:// URL) for the pipeline to ingest; unset: skip ingest",
     )
     feature_store: Literal["local", "bigquery"] = Field("local", description="Feature store backend")
-    bq_project: str | None = Field(None, description="GCP project of the BigQuery feature store (ADC default)")
+    bq_project: str | None = Field(
+        None, description="GCP project of the BigQuery feature store (ADC default)"
+    )
     bq_dataset: str = Field("products_feature_store", description="BigQuery dataset of the feature store")
     bq_table: str = Field("features", description="BigQuery table of the feature store")
     bq_location: str | None = Field(None, description="BigQuery location (e.g. US); client default if unset")
     bq_endpoint: str | None = Field(None, description="BigQuery API endpoint override (emulators only)")
+    bq_timeout_seconds: float = Field(
+        5.0, gt=0, description="Deadline of a feature-store read (retries included): unreachable fails fast"
+    )
     gcs_endpoint: str | None = Field(None, description="GCS endpoint override (emulators only)")
     gcs_project: str | None = Field(None, description="GCP project for GCS (ADC default)")
     gcs_anonymous: bool = Field(False, description="Use anonymous GCS credentials (emulators only)")
-    state_dir: Path = Field(Path(".tamales"), description="Local state: feature store, MLflow, Prefect, bentos")
+    state_dir: Path = Field(
+        Path(".tamales"), description="Local state: feature store, MLflow, Prefect, bentos"
+    )
     model_name: str = Field("tamales-sales-forecaster", description="MLflow registered model name")
     mlflow_experiment: str = Field("tamales-sales-forecaster", description="MLflow experiment name")
     test_months: int = Field(3, ge=1, description="Last N target months of each source form the test set")
