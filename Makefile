@@ -7,6 +7,8 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
 export DO_NOT_TRACK := 1
 export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT := false
+# Prefect's temporary API server can take longer than its default wait to start on a busy 2-core machine.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 # Keep the tools' own state inside the project's state dir (overridable).
 export TAMALES_STATE_DIR ?= $(CURDIR)/.tamales
 export PREFECT_HOME ?= $(TAMALES_STATE_DIR)/prefect

@@ -25,9 +25,14 @@ NO_PHONE_HOME = {
 }
 
 
+# Prefect's temporary API server (flows run without PREFECT_API_URL) can take longer than its default wait to
+# start on a busy 2-core machine.
+TOOL_DEFAULTS = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
+
+
 def quiet_tools() -> None:
-    """Switch off the analytics/telemetry of Prefect, MLflow and BentoML for this process (idempotent)."""
-    for key, value in NO_PHONE_HOME.items():
+    """Switch off the telemetry of Prefect, MLflow and BentoML for this process and set tool defaults."""
+    for key, value in {**NO_PHONE_HOME, **TOOL_DEFAULTS}.items():
         os.environ.setdefault(key, value)
 
 
