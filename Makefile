@@ -31,6 +31,7 @@ sample: setup ## Generate the sample deliveries (if absent)
 	@test -d $(SAMPLE_DIR) || $(UV) run --frozen python -m features.synth --out $(SAMPLE_DIR)
 
 run: sample ## End to end on sample data: ingest → features → train → package, then serve the bento
+	@mkdir -p "$(PREFECT_HOME)" "$(BENTOML_HOME)"  # Prefect does not create its home's parents
 	$(UV) run --frozen python -m flows.pipeline --source $(SAMPLE_DIR)
 	$(UV) run --frozen python -m service.serve_latest --port $(PORT)
 

@@ -1,0 +1,210 @@
+"""Packaging: the MLflow champion -> a BentoML model -> the service's bento (-> a container image).
+
+Plain functions; ``flows.package`` wires them into the Prefect flow. Every step is idempotent: the BentoML
+model of an MLflow version is imported once (found again by its labels) and the bento version is a digest of
+everything that goes into it, so re-packaging the same champion with the same code returns the same tag.
+Not part of the bento (excluded in ``bentofile.yaml``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from features.settings import Settings, get_settings
+from service import model as model_io
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BENTOFILE = REPO_ROOT / "bentofile.yaml"
+CONTAINERS_CONF = REPO_ROOT / "scripts" / "containers.conf"
+MAKE_BASE_IMAGE = REPO_ROOT / "scripts" / "make_base_image.sh"
+
+
+class NoChampionError(LookupError):
+    """No model version carries the requested alias (or there is no MLflow store at all)."""
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The registered model version behind an alias."""
+
+    name: str
+    alias: str
+    version: str
+    run_id: str
+    data_version: str
+    test_wape: str
+
+
+def use_project_bentoml_home(settings: Settings | None = None) -> str:
+    """Default ``BENTOML_HOME`` to ``<state_dir>/bentoml`` (call before importing bentoml); returns it."""
+    settings = settings or get_settings()
+    return os.environ.setdefault("BENTOML_HOME", str(settings.state_dir.resolve() / "bentoml"))
+
+
+def resolve_champion(alias: str = "champion", settings: Settings | None = None) -> Champion:
+    """The version of ``settings.model_name`` behind ``@alias``; ``NoChampionError`` if there is none."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    settings = settings or get_settings()
+    uri = settings.mlflow_tracking_uri
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        raise NoChampionError(f"no MLflow store at {uri}: run the training flow first")
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    hint = "run the training flow first (it sets @champion when a model beats the baselines)"
+    try:
+        registered = client.get_registered_model(settings.model_name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise NoChampionError(f"no registered model {settings.model_name!r} in {uri}: {hint}") from exc
+    version = (registered.aliases or {}).get(alias)
+    if version is None:
+        raise NoChampionError(
+            f"no version of registered model {settings.model_name!r} has alias @{alias} in {uri}: {hint}"
+        )
+    mv = client.get_model_version(settings.model_name, str(version))
+    tags = mv.tags or {}
+    return Champion(
+        name=settings.model_name,
+        alias=alias,
+        version=str(mv.version),
+        run_id=mv.run_id or "",
+        data_version=str(tags.get("data_version", "unknown")),
+        test_wape=str(tags.get("test_wape", "")),
+    )
+
+
+def _labels(champion: Champion) -> dict[str, str]:
+    return {
+        model_io.LABEL_REGISTERED_MODEL: champion.name,
+        model_io.LABEL_MLFLOW_VERSION: champion.version,
+        model_io.LABEL_RUN_ID: champion.run_id,
+        model_io.LABEL_DATA_VERSION: champion.data_version,
+    }
+
+
+def find_imported(champion: Champion) -> str | None:
+    """Tag of the BentoML model already imported from this MLflow version, if any."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    wanted = _labels(champion)
+    try:
+        imported = bentoml.models.list(champion.name)
+    except NotFound:  # no model of that name at all
+        return None
+    for stored in imported:
+        labels = stored.info.labels
+        if all(labels.get(k) == wanted[k] for k in (model_io.LABEL_MLFLOW_VERSION, model_io.LABEL_RUN_ID)):
+            return str(stored.tag)
+    return None
+
+
+def import_champion(champion: Champion, settings: Settings | None = None) -> str:
+    """Import the champion's Booster into the BentoML model store (reused if already there); its tag."""
+    existing = find_imported(champion)
+    if existing is not None:
+        return existing
+    import bentoml
+    import mlflow.xgboost
+
+    from training import forecast
+
+    settings = settings or get_settings()
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    booster = mlflow.xgboost.load_model(f"models:/{champion.name}/{champion.version}")
+    # Fails here (not in the service) for a booster the current training code did not produce.
+    metadata: dict[str, Any] = {
+        **forecast.model_metadata(forecast.seasonal_weight(booster)),
+        "mlflow_alias": champion.alias,
+    }
+    if champion.test_wape:
+        metadata["test_wape"] = champion.test_wape
+    with bentoml.models.create(champion.name, labels=_labels(champion), metadata=metadata) as stored:
+        booster.save_model(stored.path_of(model_io.BOOSTER_FILE))
+    return str(stored.tag)
+
+
+def write_requirements(path: Path | None = None) -> Path:
+    """Write the serving group's pinned requirements (from uv.lock) where ``bentofile.yaml`` expects them."""
+    config = yaml.safe_load(BENTOFILE.read_text())
+    path = path or (REPO_ROOT / config["python"]["requirements_txt"]).resolve()
+    uv = shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")
+    cmd = [uv, "export", "--only-group", "serving", "--frozen", "--no-hashes", "--no-emit-project", "--quiet"]
+    text = subprocess.run(cmd, cwd=REPO_ROOT, check=True, capture_output=True, text=True).stdout
+    # Keep only the pins: uv's comments (header, "# via ...") vary with the command line, not the lock.
+    lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
+        handle.write("\n".join(lines) + "\n")
+    os.replace(handle.name, path)
+    return path
+
+
+def bento_version(model_tag: str, requirements: Path) -> str:
+    """Deterministic bento version: digest of the model tag, bentofile, requirements and sources."""
+    config = yaml.safe_load(BENTOFILE.read_text())
+    digest = hashlib.sha256()
+    digest.update(model_tag.encode())
+    digest.update(BENTOFILE.read_bytes())
+    digest.update(requirements.read_bytes())
+    for pattern in config.get("include", []):
+        for path in sorted(REPO_ROOT.glob(pattern)):
+            if path.is_file():
+                digest.update(str(path.relative_to(REPO_ROOT)).encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def build_bento(model_tag: str) -> str:
+    """Build the bento from ``bentofile.yaml`` serving ``model_tag`` (reused if already built); its tag."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    config = yaml.safe_load(BENTOFILE.read_text())
+    requirements = write_requirements()
+    tag = f"{config['name']}:{bento_version(model_tag, requirements)}"
+    try:
+        return str(bentoml.bentos.get(tag).tag)
+    except NotFound:
+        pass
+    cmd = [
+        sys.executable, "-m", "bentoml", "build", "-f", str(BENTOFILE), "--version", tag.split(":", 1)[1],
+        "--arg", f"model_tag={model_tag}", "--output", "tag", str(REPO_ROOT),
+    ]  # fmt: skip
+    # A fresh interpreter imports the service with the pinned model (this one may have imported it already).
+    result = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"bentoml build failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    built = [
+        line.split("__tag__:", 1)[1].strip() for line in result.stdout.splitlines() if "__tag__:" in line
+    ]
+    if not built:
+        raise RuntimeError(f"bentoml build printed no tag:\n{result.stdout[-2000:]}")
+    return built[-1]
+
+
+def containerize(bento_tag: str, image: str | None = None) -> str:
+    """``bentoml containerize --backend podman`` the bento (building the stand-in base image if needed).
+
+    The image is named like the bento (podman stores it as ``localhost/<name>:<version>``); returns that name.
+    """
+    env = {**os.environ}
+    env.setdefault("CONTAINERS_CONF", str(CONTAINERS_CONF))
+    subprocess.run(["bash", str(MAKE_BASE_IMAGE)], check=True, env=env)
+    image = image or bento_tag
+    cmd = [sys.executable, "-m", "bentoml", "containerize", "--backend", "podman", bento_tag, "-t", image]
+    subprocess.run(cmd, check=True, env=env, cwd=REPO_ROOT)
+    return image

@@ -1,0 +1,241 @@
+"""The one-command experience, for real: prefect.yaml deployed to a local Prefect server, run by a worker.
+
+``test_daily_deployment_end_to_end`` (marked ``e2e``; ~1-2 min, it builds a bento) starts ``prefect server``,
+creates the process pool, ``prefect deploy --all`` from the repository's ``prefect.yaml``, starts a worker and
+runs ``tamales-pipeline/daily`` on generated deliveries; then checks the run and its four sub-flow runs
+completed, ``@champion`` exists in the run's MLflow store and a bento of that champion was built.
+A failing step is checked in-process (Prefect test harness): the run stops there, naming the step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from features.settings import get_settings
+from tests.fixtures import prefect_server as server_fixtures
+from tests.fixtures import serving
+from tests.fixtures.prefect_server import (
+    PREFECT,
+    REPO_ROOT,
+    PrefectServer,
+    kill_processes_using,
+    start_group,
+    stop_group,
+    tail,
+)
+
+prefect_server = server_fixtures.prefect_server  # the session fixtures, used by name below
+trained_model, packaged_bento = serving.trained_model, serving.packaged_bento
+
+SUBFLOWS = {"ingest", "features", "train", "package"}
+
+
+def _check(result: subprocess.CompletedProcess, what: str) -> str:
+    assert result.returncode == 0, (
+        f"{what} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
+    return result.stdout
+
+
+def _flow_runs(api_url: str, body: dict) -> list[dict]:
+    runs = httpx.post(f"{api_url}/flow_runs/filter", json=body, timeout=30)
+    runs.raise_for_status()
+    return runs.json()
+
+
+def _flow_names(api_url: str) -> dict[str, str]:
+    flows = httpx.post(f"{api_url}/flows/filter", json={}, timeout=30)
+    flows.raise_for_status()
+    return {f["id"]: f["name"] for f in flows.json()}
+
+
+@pytest.fixture
+def e2e_env(prefect_server: PrefectServer, tmp_path: Path) -> dict[str, str]:
+    """Worker/CLI environment: every TAMALES_* location, BentoML and MLflow state in this test's temp dir."""
+    from features.synth import generate
+
+    delivery = tmp_path / "landing"
+    generate(delivery, seed=11)
+    env = {k: v for k, v in prefect_server.env.items() if not k.startswith(("TAMALES_", "MLFLOW_TRACKING"))}
+    env |= {
+        "TAMALES_STATE_DIR": str(tmp_path / "state"),
+        "TAMALES_RAW_URL": str(tmp_path / "lake" / "opi_raw_data"),
+        "TAMALES_PROCESSED_URL": str(tmp_path / "lake" / "opi_processed_data"),
+        "TAMALES_FEATURE_STORE": "local",
+        "BENTOML_HOME": str(tmp_path / "bentoml"),
+    }
+    env.pop("TAMALES_PROJECT_DIR", None)
+    # Deploy-time only: templated into the daily deployment's `source` parameter by prefect.yaml.
+    return env | {"TAMALES_SOURCE_URL": str(delivery)}
+
+
+_STORES = """
+import json, bentoml
+print(json.dumps({
+    "bentos": [{"tag": str(b.tag), "models": [str(m.tag) for m in b.info.all_models]} for b in bentoml.bentos.list()],
+    "models": [{"tag": str(m.tag), "labels": m.info.labels} for m in bentoml.models.list()],
+}))
+"""
+
+
+def _wait_for_pool(
+    api_url: str, name: str, worker: subprocess.Popen, log: Path, timeout: float = 120
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert worker.poll() is None, f"worker exited:\n{tail(log)}"
+        if httpx.get(f"{api_url}/work_pools/{name}", timeout=10).status_code == 200:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"work pool {name} not created by the worker:\n{tail(log)}")
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(900)
+def test_daily_deployment_end_to_end(prefect_server: PrefectServer, e2e_env: dict[str, str], tmp_path: Path):
+    server = prefect_server
+    # The worker gets the settings; flow runs read them at run time. Started first: it creates the pool.
+    worker_env = {k: v for k, v in e2e_env.items() if k != "TAMALES_SOURCE_URL"} | {
+        "PREFECT_WORKER_QUERY_SECONDS": "2"
+    }
+    worker_log = tmp_path / "worker.log"
+    worker = start_group(
+        [*PREFECT, "worker", "start", "--pool", "tamales-process", "--type", "process"],
+        worker_env,
+        worker_log,
+    )
+    run = None
+    try:
+        _wait_for_pool(server.api_url, "tamales-process", worker, worker_log)
+        _check(server.cli("--no-prompt", "deploy", "--all", env=e2e_env), "prefect deploy --all")
+        run = subprocess.Popen(
+            [*PREFECT, "deployment", "run", "tamales-pipeline/daily", "--watch", "--watch-timeout", "780"],
+            cwd=REPO_ROOT,
+            env=server.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        # While it runs: what `prefect deploy` stored — nothing of the deploying checkout.
+        raw = _check(
+            server.cli("deployment", "inspect", "tamales-pipeline/daily", "-o", "json"), "deployment inspect"
+        )
+        assert str(REPO_ROOT) not in raw, "a path of the deploying checkout was baked into the deployment"
+        daily = json.loads(raw)
+        assert daily["pull_steps"] == [] and daily["path"] is None
+        assert daily["job_variables"] == {"working_dir": ""}  # → the worker's own directory
+        assert daily["parameters"] == {"source": e2e_env["TAMALES_SOURCE_URL"]}
+        assert daily["entrypoint"] == "flows.pipeline.pipeline_flow"
+        [schedule] = daily["schedules"]
+        assert schedule["schedule"] == {
+            "cron": "0 20 * * *",
+            "timezone": "America/Mexico_City",
+            "day_or": True,
+        }
+        deployments = httpx.post(f"{server.api_url}/deployments/filter", json={}, timeout=30).json()
+        names = _flow_names(server.api_url)
+        deployed = {f"{names[d['flow_id']]}/{d['name']}": bool(d["schedules"]) for d in deployments}
+        assert deployed == {
+            "tamales-pipeline/daily": True,
+            **{f"{flow}/on-demand": False for flow in SUBFLOWS},
+        }
+        output, _ = run.communicate(timeout=840)
+    finally:
+        if run is not None and run.poll() is None:
+            run.kill()
+        stop_group(worker)
+        kill_processes_using(server.api_url)  # flow-run processes run in their own groups
+    assert run.returncode == 0, (
+        f"pipeline run failed:\n{output[-3000:]}\n--- worker:\n{tail(worker_log, 8000)}"
+    )
+    flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", output).group(1)
+
+    [pipeline_run] = _flow_runs(server.api_url, {"flow_runs": {"id": {"any_": [flow_run_id]}}})
+    assert pipeline_run["state_type"] == "COMPLETED", pipeline_run["state"]
+    sub_runs = _flow_runs(server.api_url, {"flow_runs": {"parent_flow_run_id": {"any_": [flow_run_id]}}})
+    assert {names[r["flow_id"]]: r["state_type"] for r in sub_runs} == dict.fromkeys(SUBFLOWS, "COMPLETED")
+
+    from mlflow import MlflowClient
+
+    store = f"sqlite:///{Path(e2e_env['TAMALES_STATE_DIR']) / 'mlflow' / 'mlflow.db'}"
+    champion = MlflowClient(tracking_uri=store, registry_uri=store).get_model_version_by_alias(
+        "tamales-sales-forecaster", "champion"
+    )
+    # The run's BentoML home: one model (imported from the champion's MLflow version) in one bento.
+    stores = json.loads(_check(_run([PREFECT[0], "-c", _STORES], e2e_env), "bento store listing"))
+    [model] = stores["models"]
+    assert model["labels"]["mlflow_version"] == str(champion.version), model
+    assert stores["bentos"] == [{"tag": stores["bentos"][0]["tag"], "models": [model["tag"]]}], stores
+    assert stores["bentos"][0]["tag"].startswith("tamales-forecast:")
+
+
+def _run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_a_failed_step_stops_the_pipeline_naming_it(prefect_harness, tmp_path: Path, monkeypatch):
+    """Nothing ingested and no source: the features step fails, the run says so, train/package never start."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    from flows.pipeline import PipelineStepError, pipeline_flow
+
+    for var, sub in (("RAW_URL", "raw"), ("PROCESSED_URL", "processed"), ("STATE_DIR", "state")):
+        monkeypatch.setenv(f"TAMALES_{var}", str(tmp_path / sub))
+    monkeypatch.delenv("TAMALES_SOURCE_URL", raising=False)
+
+    state = pipeline_flow(return_state=True)
+    assert state.is_failed()
+    with pytest.raises(PipelineStepError, match="pipeline step 'features' failed") as failure:
+        state.result()
+    assert failure.value.step == "features"
+
+    async def children() -> list[str]:
+        async with get_client() as client:
+            runs = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])
+                )
+            )
+            return sorted([(await client.read_flow(r.flow_id)).name for r in runs])
+
+    assert asyncio.run(children()) == ["features"]
+    assert not (tmp_path / "state" / "mlflow").exists() and not (tmp_path / "processed").exists()
+
+
+def test_a_rerun_on_unchanged_deliveries_reuses_everything(
+    sample_delivery: Path, processed_version: str, trained_model: dict, packaged_bento: str, prefect_harness
+):
+    """The session's chain already ingested, built, trained and packaged the sample: the pipeline on the same
+    delivery copies nothing, registers no model version and builds no bento."""
+    import bentoml
+
+    from flows.pipeline import pipeline_flow
+    from training import tracking
+
+    settings = get_settings()
+    registry = tracking.client(settings)
+    versions_before = {v.version for v in registry.search_model_versions(f"name = '{settings.model_name}'")}
+    bentos_before = {str(b.tag) for b in bentoml.bentos.list()}
+
+    summary = pipeline_flow(source=str(sample_delivery))
+
+    assert summary["ingest"]["counts"]["copied"] == 0 and summary["ingest"]["counts"]["unchanged"] > 0
+    assert summary["data_version"] == processed_version
+    assert summary["train_status"] == "unchanged" and summary["model_version"] == trained_model["version"]
+    assert summary["promoted"] is False
+    assert {
+        v.version for v in registry.search_model_versions(f"name = '{settings.model_name}'")
+    } == versions_before
+    assert {str(b.tag) for b in bentoml.bentos.list()} == bentos_before
+    assert trained_model["alias"] == "champion", "the sample's model should beat the baselines"
+    assert summary["bento"] == packaged_bento and summary["champion_version"] == trained_model["version"]
+    assert summary["packaging"].startswith(f"bento {packaged_bento} already serves @champion")

@@ -1,0 +1,318 @@
+"""Security checks: hostile product ids, committed secrets, the container's user, credentials in logs.
+
+* Hostile ids (SQL injection, path traversal, huge strings, control characters) against the served bento on
+  the BigQuery feature store (bqemulator behind a recording proxy): every answer is a 4xx or a 404 JSON
+  error, the SQL text BigQuery receives never contains them (they travel only as query parameters) and the
+  table is intact afterwards.
+* ``detect-secrets``: the tree holds no secret that ``.secrets.baseline`` does not list as audited.
+* The generated Dockerfile of the built bento runs the server as a non-root user.
+* A fake service-account key in ``GOOGLE_APPLICATION_CREDENTIALS`` never shows up in logs, Prefect
+  artifacts, MLflow or the buckets when the flows run, nor in the served bento's log.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pytest
+
+from features.settings import Settings, get_settings
+from service.contract import BATCH_ROUTE, MAX_BODY_BYTES, PREDICT_ROUTE
+from tests.fixtures import emulators, serving
+from tests.fixtures.faults import FaultProxy, start_fault_proxy, tree_bytes
+from tests.fixtures.prefect_server import REPO_ROOT, stop_group
+
+trained_model = serving.trained_model
+packaged_bento = serving.packaged_bento
+feature_rows = serving.feature_rows
+bigquery_emulator = emulators.bigquery_emulator
+
+# ASCII ids pass validation and become point queries (answer: unknown product, 404).
+SQL_INJECTION = [
+    "' OR '1'='1",
+    "x'; DROP TABLE products_feature_store.features; --",
+    "\\' OR 1=1 --",
+    "` OR TRUE --",
+    "206050084' UNION ALL SELECT * FROM `test-project.products_feature_store.features` --",
+    "@id_product",
+    "1; DELETE FROM products_feature_store.features WHERE TRUE",
+    '") OR ("1"="1',
+    "%' OR id_product LIKE '%",
+    "' AND SLEEP(5) --",
+    "*/ OR 1=1 /*",
+    "${id_product}",
+]
+PATH_TRAVERSAL = [
+    "../../../../etc/passwd",
+    "..\\..\\..\\windows\\win.ini",
+    "%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+    "....//....//etc/passwd",
+    "/etc/passwd",
+    "file:///etc/passwd",
+    "gs://opi_raw_data/_manifests/erp",
+    "~/.ssh/id_rsa",
+]
+# Rejected by validation before any lookup (400), or by size before parsing (413).
+INVALID = [
+    "9" * 65,
+    "A" * 10_000,
+    "\x00",
+    "206050084\x00",
+    "206050084\r\nX-Injected: 1",
+    "206050084\n",
+    "\x1b[31m206050084",
+    "\u202e480050602",
+    "\ufeff206050084",
+    "206\u2028050084",
+    "206\u200b050084",
+    "\ud800",
+    "2060500８4",
+    "ñ",
+]
+TOO_BIG = ["A" * (MAX_BODY_BYTES + 1), "x" * 2_000_000]
+DISTINCTIVE = ["DROP TABLE", "DELETE FROM", "UNION ALL", "SLEEP(", "OR '1'='1", "passwd", "win.ini", "id_rsa"]
+
+
+@dataclass
+class ServedOnBigQuery:
+    """The served bento on the BigQuery store, the proxy that saw its traffic, and the table it serves."""
+
+    server: serving.BentoServer
+    proxy: FaultProxy
+    settings: Settings
+    table: pl.DataFrame
+    canary: dict
+
+
+def fake_service_account(folder: Path) -> tuple[Path, dict]:
+    """A service-account key file that looks real (never valid): recognisable id, e-mail and key body."""
+    key_body = base64.b64encode(secrets.token_bytes(600)).decode()
+    pem_label = "PRIVATE" + " KEY"  # split: the literal would (rightly) trip the secret scanners
+    key = {
+        "type": "service_account",
+        "project_id": "tamales-canary",
+        "private_key_id": f"canary{secrets.token_hex(17)}",
+        "private_key": f"-----BEGIN {pem_label}-----\n{key_body}\n-----END {pem_label}-----\n",
+        "client_email": f"leak-canary-{secrets.token_hex(4)}@tamales-canary.iam.gserviceaccount.com",
+        "client_id": str(secrets.randbelow(10**20)),
+    }
+    path = folder / "canary-service-account.json"
+    path.write_text(json.dumps(key))
+    return path, key
+
+
+def canary_markers(path: Path, key: dict) -> list[bytes]:
+    """Byte strings none of which may appear in any log or output."""
+    body = key["private_key"].splitlines()[1]
+    return [m.encode() for m in (key["private_key_id"], key["client_email"], body[:40], body[-40:], str(path))]
+
+
+def assert_no_canary(where: str, data: bytes, markers: list[bytes]) -> None:
+    """Fail naming ``where`` if any marker occurs in ``data``."""
+    leaked = [m.decode()[:24] for m in markers if m in data]
+    assert not leaked, f"credential material {leaked} found in {where}"
+
+
+@pytest.fixture(scope="module")
+def served_on_bigquery(
+    packaged_bento: str, bigquery_emulator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedOnBigQuery]:
+    """The session's bento served with ``TAMALES_FEATURE_STORE=bigquery``, reaching the emulator through a
+    recording proxy, with a fake service-account key in ``GOOGLE_APPLICATION_CREDENTIALS``."""
+    from features.feature_store import BigQueryFeatureStore, LocalFeatureStore
+
+    root = tmp_path_factory.mktemp("security")
+    bigquery_emulator.start()
+    settings = Settings(
+        feature_store="bigquery", bq_project=bigquery_emulator.project, bq_endpoint=bigquery_emulator.endpoint
+    )
+    table = LocalFeatureStore(get_settings().local_feature_store_path).read_all()
+    BigQueryFeatureStore(settings).write(table)
+    proxy = start_fault_proxy(bigquery_emulator.endpoint)
+    key_path, key = fake_service_account(root)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env |= {
+        "TAMALES_FEATURE_STORE": "bigquery",
+        "TAMALES_BQ_PROJECT": bigquery_emulator.project,
+        "TAMALES_BQ_ENDPOINT": proxy.url,
+        "GOOGLE_APPLICATION_CREDENTIALS": str(key_path),
+    }
+    server = serving.serve_bento(packaged_bento, env, root / "serve.log")
+    try:
+        yield ServedOnBigQuery(server, proxy, settings, table, {"path": key_path, "key": key})
+    finally:
+        stop_group(server.proc)
+        assert proxy.server is not None
+        proxy.server.shutdown()
+        proxy.server.server_close()
+
+
+def _queries(proxy: FaultProxy) -> list[tuple[str, list[str]]]:
+    """(SQL text, parameter values) of every query the service sent to BigQuery."""
+    found = []
+    for seen in proxy.log:
+        try:
+            body = json.loads(seen.body) if seen.body else None
+        except ValueError:
+            continue
+        if not isinstance(body, dict):
+            continue
+        request = body.get("configuration", {}).get("query", body)  # jobs.insert or jobs.query
+        if "query" in request:
+            values = [p["parameterValue"]["value"] for p in request.get("queryParameters", [])]
+            found.append((request["query"], values))
+    return found
+
+
+def _assert_error(response: httpx.Response, allowed: tuple[int, ...]) -> None:
+    assert response.status_code in allowed, (response.status_code, response.text[:300])
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert isinstance(body, dict) and isinstance(body["error"], str) and body["error"]
+    assert "Traceback" not in response.text and 'File "' not in response.text
+
+
+def test_hostile_product_ids_are_4xx_and_reach_bigquery_only_as_parameters(
+    served_on_bigquery: ServedOnBigQuery,
+):
+    served = served_on_bigquery
+    url = served.server.url
+    served.proxy.reset()
+    lookups = SQL_INJECTION + PATH_TRAVERSAL
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for product_id in lookups:
+            _assert_error(client.post(PREDICT_ROUTE, json={"productid": product_id}), (404,))
+        for product_id in INVALID:
+            _assert_error(client.post(PREDICT_ROUTE, json={"productid": product_id}), (400,))
+        for product_id in TOO_BIG:
+            _assert_error(client.post(PREDICT_ROUTE, json={"productid": product_id}), (413,))
+        batch = client.post(BATCH_ROUTE, json={"productids": SQL_INJECTION})
+        assert batch.status_code == 200, batch.text
+        assert {r["status"] for r in batch.json()["results"]} == {404}
+        _assert_error(client.post(BATCH_ROUTE, json={"productids": ["206050084", *INVALID[:3]]}), (400,))
+
+    queries = _queries(served.proxy)
+    assert queries, "the service sent no query to BigQuery: the lookups did not reach the store"
+    sent_values = {value for _, values in queries for value in values}
+    for sql, _ in queries:
+        for hostile in lookups + DISTINCTIVE:
+            assert hostile not in sql, f"{hostile!r} reached BigQuery inside the SQL text: {sql}"
+    assert set(lookups) <= sent_values  # each hostile lookup travelled as a query parameter, and only so
+    assert not set(INVALID + TOO_BIG) & sent_values  # rejected input never reached the store
+
+    from features.feature_store import BigQueryFeatureStore
+
+    store = BigQueryFeatureStore(served.settings)
+    store.ping()  # the table still exists
+    assert store.read_all().equals(served.table)  # and holds exactly the rows it held
+
+
+def test_secrets_baseline_covers_the_tree(tmp_path: Path):
+    """``detect-secrets-hook`` against the committed baseline on every tracked or new, not ignored file."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    files = [f for f in files if (REPO_ROOT / f).is_file() and f != ".secrets.baseline"]
+    assert "service/api.py" in files and len(files) > 50
+    baseline = json.loads((REPO_ROOT / ".secrets.baseline").read_text())
+    for path, found in baseline["results"].items():
+        for secret in found:
+            assert secret.get("is_secret") is False, f"{path}:{secret['line_number']} is not audited as safe"
+    # A copy: the hook rewrites a baseline whose line numbers moved (exit 3); only exit 1 means a new secret.
+    copy = tmp_path / "baseline.json"
+    shutil.copy(REPO_ROOT / ".secrets.baseline", copy)
+    hook = shutil.which("detect-secrets-hook") or str(Path(os.sys.executable).parent / "detect-secrets-hook")
+    run = subprocess.run(
+        [hook, "--baseline", str(copy), *files], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode in (0, 3), f"new secrets found (audit them into .secrets.baseline):\n{run.stdout}"
+
+
+def test_the_bento_container_runs_as_a_non_root_user(packaged_bento: str):
+    import bentoml
+
+    dockerfile = Path(bentoml.bentos.get(packaged_bento).path) / "env" / "docker" / "Dockerfile"
+    users = [
+        line.split(None, 1)[1].strip()
+        for line in dockerfile.read_text().splitlines()
+        if line.strip().upper().startswith("USER ")
+    ]
+    assert users, f"{dockerfile} sets no USER: the server would run as root"
+    assert users[-1] not in ("root", "0", "0:0"), users
+    lines = dockerfile.read_text().splitlines()
+    last_user = max(i for i, line in enumerate(lines) if line.strip().upper().startswith("USER "))
+    assert any(line.strip().upper().startswith(("ENTRYPOINT", "CMD")) for line in lines[last_user:])
+
+
+@pytest.mark.timeout(600)
+def test_credentials_never_reach_logs_or_outputs(
+    served_on_bigquery: ServedOnBigQuery,
+    sample_delivery: Path,
+    tmp_path: Path,
+    monkeypatch,
+    prefect_harness,
+    caplog,
+    capfd,
+):
+    from prefect.client.orchestration import get_client
+
+    from flows.features import features_flow
+    from flows.ingest import ingest_flow
+    from flows.train import train
+
+    key_path, key = fake_service_account(tmp_path)
+    markers = canary_markers(key_path, key)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key_path))
+    for name, value in {
+        "TAMALES_RAW_URL": tmp_path / "raw",
+        "TAMALES_PROCESSED_URL": tmp_path / "processed",
+        "TAMALES_STATE_DIR": tmp_path / "state",
+    }.items():
+        monkeypatch.setenv(name, str(value))
+    get_settings.cache_clear()
+    caplog.set_level(logging.DEBUG)  # every library's debug logging too
+
+    runs = [
+        ingest_flow(source=str(sample_delivery), return_state=True),
+        features_flow(return_state=True),
+        train(return_state=True),
+    ]
+    assert all(state.is_completed() for state in runs), [state.message for state in runs]
+
+    captured = capfd.readouterr()
+    assert_no_canary("captured output", (captured.out + captured.err).encode(), markers)
+    assert_no_canary("python logs", "\n".join(r.getMessage() for r in caplog.records).encode(), markers)
+    ids = [state.state_details.flow_run_id for state in runs]
+    with get_client(sync_client=True) as client:
+        from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids)))
+        artifacts = client.read_artifacts()
+        flow_runs = [client.read_flow_run(run_id) for run_id in ids]
+    assert logs, "no Prefect logs were recorded for the runs"
+    assert_no_canary("Prefect logs", "\n".join(log.message for log in logs).encode(), markers)
+    assert_no_canary("Prefect artifacts", "\n".join(str(a.data) for a in artifacts).encode(), markers)
+    assert_no_canary("flow runs", "\n".join(r.model_dump_json() for r in flow_runs).encode(), markers)
+    for folder in ("raw", "processed", "state"):  # buckets, feature store, MLflow store and artifacts
+        for rel, data in tree_bytes(tmp_path / folder, include_hidden=True).items():
+            assert_no_canary(f"{folder}/{rel}", data, markers)
+
+    # The served bento had its own canary key in its environment the whole module long.
+    served = served_on_bigquery
+    server_markers = canary_markers(served.canary["path"], served.canary["key"])
+    assert_no_canary("the served bento's log", served.server.log.read_bytes(), server_markers)

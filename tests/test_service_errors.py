@@ -1,0 +1,98 @@
+"""The JSON error middleware around a plain Starlette app (the paths the forecast service rarely takes)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from service.errors import JSONErrors, normalize_error
+
+
+async def _boom(request):
+    raise RuntimeError("secret internals /etc/passwd")
+
+
+async def _ok(request):
+    return JSONResponse({"fine": True})
+
+
+async def _teapot(request):
+    return PlainTextResponse("short and stout", status_code=418)
+
+
+async def _listed(request):
+    return JSONResponse([{"error": "from a list"}], status_code=415)
+
+
+@pytest.fixture
+def client():
+    app = Starlette(
+        routes=[
+            Route("/boom", _boom, methods=["POST"]),
+            Route("/api", _ok, methods=["POST"]),
+            Route("/teapot", _teapot),
+            Route("/listed", _listed),
+        ]
+    )
+    wrapped = JSONErrors(app, api_paths=("/api",), max_body_bytes=100)
+    with TestClient(wrapped, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def _assert_json_error(response, status: int) -> dict:
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert isinstance(body, dict) and body["error"]
+    assert "Traceback" not in response.text and 'File "' not in response.text
+    assert int(response.headers["content-length"]) == len(response.content)
+    return body
+
+
+def test_success_passes_through_untouched(client):
+    response = client.post("/api", json={"x": 1})
+    assert response.status_code == 200 and response.json() == {"fine": True}
+
+
+def test_an_escaped_exception_becomes_a_json_500_without_details(client):
+    body = _assert_json_error(client.post("/boom", json={}), 500)
+    assert "secret" not in json.dumps(body)
+
+
+def test_plain_text_errors_become_json(client):
+    assert _assert_json_error(client.get("/nowhere"), 404)["error"] == "Not Found"
+    assert _assert_json_error(client.get("/api"), 405)["error"] == "Method Not Allowed"
+    assert _assert_json_error(client.get("/teapot"), 418)["error"] == "short and stout"
+
+
+def test_a_one_element_json_list_is_unwrapped(client):
+    assert _assert_json_error(client.get("/listed"), 415) == {"error": "from a list"}
+
+
+def test_api_routes_accept_only_json_bodies_of_bounded_size(client):
+    assert client.post("/api", content=b"{}").status_code == 200  # no content type: JSON is assumed
+    _assert_json_error(client.post("/api", content=b"a=b", headers={"content-type": "text/plain"}), 415)
+    form = {"content-type": "multipart/form-data; boundary=x"}
+    _assert_json_error(client.post("/api", content=b"--x--", headers=form), 415)
+    _assert_json_error(client.post("/api", json={"pad": "x" * 200}), 413)
+    _assert_json_error(client.post("/api", content=b"{}", headers={"content-length": "abc"}), 400)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"error": "kept", "detail": [1]}', {"error": "kept", "detail": [1]}),
+        (b'{"detail": "Not ready"}', {"error": "Not ready"}),
+        (b"Internal Server Error", {"error": "Internal Server Error"}),
+        (b"Traceback (most recent call last):\n  File ...", {"error": "Service Unavailable"}),
+        (b"", {"error": "Service Unavailable"}),
+        (b"[1, 2]", {"error": "Service Unavailable"}),
+    ],
+)
+def test_normalize_error(body, expected):
+    assert normalize_error(503, body) == expected
