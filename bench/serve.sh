@@ -102,12 +102,14 @@ run_one() {
 }
 
 echo "wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION (after $WARMUP warm-up), POST $ROUTE {\"productid\": \"$PRODUCT_ID\"}"
+echo "$(nproc) CPUs; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 [ -n "${BENTOML_CONFIG_OPTIONS:-}" ] && echo "BENTOML_CONFIG_OPTIONS=$BENTOML_CONFIG_OPTIONS"
 run_one predict "$SERVICE"
 P_RPS=$RPS P_P50=$P50 P_P99=$P99 P_ERR=$ERRORS
 run_one noop "$NOOP"
 N_RPS=$RPS N_P50=$P50 N_P99=$P99 N_ERR=$ERRORS
 
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-10s %10s %10s %10s %8s\n' endpoint "req/s" "p50 ms" "p99 ms" errors
 printf '%-10s %10s %10s %10s %8s\n' predict "$P_RPS" "$P_P50" "$P_P99" "$P_ERR"
 printf '%-10s %10s %10s %10s %8s\n' noop "$N_RPS" "$N_P50" "$N_P99" "$N_ERR"

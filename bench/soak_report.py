@@ -80,7 +80,9 @@ def print_report(summary: dict) -> None:
             f"{m['rss_kb'] / 1024:>8.1f}  {codes}"
         )
     rss = summary["rss_kb"]
-    print(f"total: {summary['requests']} requests, {summary['req_per_s']} req/s; by status: {summary['statuses']}")
+    print(
+        f"total: {summary['requests']} requests, {summary['req_per_s']} req/s; by status: {summary['statuses']}"
+    )
     errors = sum(summary["socket_errors"].values())
     print(f"unexpected statuses: {summary['unexpected_statuses'] or 0}; socket errors: {errors}")
     print(

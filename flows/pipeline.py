@@ -30,8 +30,6 @@ from flows.train import train
 from service import contract, packaging
 from training import gate, tracking
 
-STEPS = ("ingest", "features", "train", "package")
-
 
 class PipelineStepError(RuntimeError):
     """A pipeline step failed; ``step`` names it (the cause is chained)."""

@@ -1,8 +1,9 @@
 """The forecast service: ``POST /apis/products/predict/1.0.0`` and ``POST /predict_batch``.
 
 Per request on a cache hit: a dict lookup, ``features.schema.encode_row`` (the encoding training used) and
-``training.forecast.predict_quantiles`` on one numpy row, all on the event loop — no pandas, no I/O. A miss
-goes to the feature store with one parameterized point query in a worker thread (see ``service.cache``).
+``training.forecast.predict_quantiles`` on the numpy row, all on the event loop — no pandas, no I/O; rows
+of requests that reach the model in the same loop turn share one call (``service.batching``). A miss goes
+to the feature store with one parameterized point query in a worker thread (see ``service.cache``).
 
 Errors are JSON ``{"error": reason}``: 400 for invalid bodies (BentoML's validation), 404 for unknown
 products, 503 while the feature store cannot be reached; ``service.errors.JSONErrors`` covers the rest.
@@ -23,6 +24,7 @@ from features.schema import encode_row
 from features.settings import get_settings
 from service import contract, runtime
 from service import model as model_io
+from service.batching import RowBatcher
 from service.cache import FeatureCache
 from service.errors import JSONErrors
 from service.openapi import OpenAPIDocs
@@ -70,20 +72,28 @@ class TamalesForecast:
         if not self.cache.refresh():
             logger.warning("feature store unreachable at start-up; not ready until it answers")
         self.cache.start()
+        self.batcher = RowBatcher(self._predict_rows)
         logger.info("serving model %s (MLflow version %s)", self.forecaster, self.model.version)
         runtime.freeze_heap()
 
     @bentoml.on_shutdown
     def stop_refresher(self) -> None:
-        """Stop the cache's background refresh thread."""
+        """Stop the cache's background refresh thread (and log how well single rows were batched)."""
         self.cache.stop()
+        if self.batcher.calls:
+            mean = self.batcher.rows / self.batcher.calls
+            logger.info(
+                "predicted %d rows in %d model calls (%.1f per call)",
+                self.batcher.rows,
+                self.batcher.calls,
+                mean,
+            )
 
     def __is_ready__(self) -> bool:
         return self.cache.loaded
 
-    def _forecast(self, product_id: str, row: dict[str, Any]) -> dict[str, Any]:
-        quantiles = predict_quantiles(self.model.booster, encode_row(row))[0]
-        return contract.prediction_body(product_id, row, quantiles, self.model.version)
+    def _predict_rows(self, X: np.ndarray) -> np.ndarray:
+        return predict_quantiles(self.model.booster, X)
 
     @bentoml.api(route=contract.PREDICT_ROUTE)
     async def predict(self, productid: contract.ProductId) -> Prediction:
@@ -97,7 +107,8 @@ class TamalesForecast:
                 return JSONResponse(contract.store_unavailable(productid), status_code=503)
             if row is None:
                 return JSONResponse(contract.unknown_product(productid), status_code=404)
-        return JSONResponse(self._forecast(productid, row))
+        quantiles = await self.batcher.submit(encode_row(row))
+        return JSONResponse(contract.prediction_body(productid, row, quantiles, self.model.version))
 
     @bentoml.api(route=contract.BATCH_ROUTE)
     def predict_batch(self, productids: contract.ProductIds) -> BatchResult:

@@ -102,11 +102,18 @@ def test_every_route_survives_generated_input(
     operations = {op.label: op for op in (result.ok() for result in api_schema.get_all_operations())}
     predict, batch = operations[f"POST {PREDICT_ROUTE}"], operations[f"POST {BATCH_ROUTE}"]
     assert {"GET /readyz", "GET /livez", "GET /metrics"} <= set(operations)
+    # Every answer the service can give is documented (service/openapi.py), not only what fuzzing reaches.
+    paths = api_schema.raw_schema["paths"]
+    assert {"400", "404", "413", "415", "503"} <= set(paths[PREDICT_ROUTE]["post"]["responses"])
+    assert {"400", "413", "415"} <= set(paths[BATCH_ROUTE]["post"]["responses"])
+    assert "503" in paths["/readyz"]["get"]["responses"]
 
     # Explicit cases: every real product, alone and in batches with unknown ids.
     known = sorted(feature_rows)
     for product_id in known:
-        tally.call(predict.Case(body={"productid": product_id}, media_type="application/json"), bento_server.url)
+        tally.call(
+            predict.Case(body={"productid": product_id}, media_type="application/json"), bento_server.url
+        )
     for size in (1, 7, len(known)):
         ids = [*known[:size], "999999999", known[0]]
         tally.call(batch.Case(body={"productids": ids}, media_type="application/json"), bento_server.url)

@@ -1,10 +1,12 @@
 """The one-command experience, for real: prefect.yaml deployed to a local Prefect server, run by a worker.
 
-``test_daily_deployment_end_to_end`` (marked ``e2e``; ~1-2 min, it builds a bento) starts ``prefect server``,
-creates the process pool, ``prefect deploy --all`` from the repository's ``prefect.yaml``, starts a worker and
-runs ``tamales-pipeline/daily`` on generated deliveries; then checks the run and its four sub-flow runs
-completed, ``@champion`` exists in the run's MLflow store and a bento of that champion was built.
-A failing step is checked in-process (Prefect test harness): the run stops there, naming the step.
+``test_daily_deployment_end_to_end`` (marked ``e2e``; ~2 min on 2 busy cores, it builds a bento) starts
+``prefect server``, starts a worker (which creates the process pool), runs ``prefect deploy --all`` on the
+repository's ``prefect.yaml``, checks what was stored (nothing of the deploying checkout), runs
+``tamales-pipeline/daily`` on generated deliveries, then checks the run and its four sub-flow runs completed,
+``@champion`` exists in the run's MLflow store and one bento of that champion's model was built.
+In-process (Prefect test harness): a failing step stops the run naming it; a re-run on the session's
+unchanged sample reuses everything; the packaging decision follows the registry and the bento store.
 """
 
 from __future__ import annotations
@@ -134,6 +136,12 @@ def test_daily_deployment_end_to_end(prefect_server: PrefectServer, e2e_env: dic
         assert daily["job_variables"] == {"working_dir": ""}  # → the worker's own directory
         assert daily["parameters"] == {"source": e2e_env["TAMALES_SOURCE_URL"]}
         assert daily["entrypoint"] == "flows.pipeline.pipeline_flow"
+        print(
+            "CONCURRENCY",
+            daily.get("concurrency_limit"),
+            daily.get("global_concurrency_limit"),
+            daily.get("concurrency_options"),
+        )
         [schedule] = daily["schedules"]
         assert schedule["schedule"] == {
             "cron": "0 20 * * *",
@@ -239,3 +247,37 @@ def test_a_rerun_on_unchanged_deliveries_reuses_everything(
     assert trained_model["alias"] == "champion", "the sample's model should beat the baselines"
     assert summary["bento"] == packaged_bento and summary["champion_version"] == trained_model["version"]
     assert summary["packaging"].startswith(f"bento {packaged_bento} already serves @champion")
+
+
+def test_packaging_decision_follows_the_registry_and_the_bento_store(monkeypatch, tmp_path: Path):
+    """A model of its own in the session's real MLflow store: no alias → nothing to package; a champion
+    without a bento → package; a champion just moved → package (the bento store is checked by the rerun test)."""
+    import uuid
+
+    from flows.pipeline import packaging_decision
+    from training import tracking
+
+    name = f"test-pipeline-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("TAMALES_MODEL_NAME", name)
+    get_settings.cache_clear()
+    registry = tracking.client()
+    registry.create_registered_model(name)
+    version = registry.create_model_version(
+        name, source=(tmp_path / "no-model").as_uri(), run_id=None
+    ).version
+
+    assert packaging_decision(promoted=False) == {
+        "package": False,
+        "champion": None,
+        "bento": None,
+        "reason": f"nothing to package: no version of {name!r} has alias @champion",
+    }
+    registry.set_registered_model_alias(name, "champion", version)
+    assert packaging_decision(promoted=False) | {"reason": ""} == {
+        "package": True,
+        "champion": str(version),
+        "bento": None,
+        "reason": "",
+    }
+    assert packaging_decision(promoted=False)["reason"] == f"no bento serves @champion v{version} yet"
+    assert packaging_decision(promoted=True)["reason"] == f"@champion moved to v{version}"

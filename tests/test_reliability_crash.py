@@ -118,4 +118,3 @@ def test_features_flow_killed_mid_publish_keeps_previous_outputs(
     rerun = features_flow(force=True)
     assert rerun["version"] == version
     assert _snapshot(root) == (before_tree, before_store)
-

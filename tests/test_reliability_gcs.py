@@ -79,7 +79,10 @@ def buckets_behind_proxy(monkeypatch, fault_proxy: faults.FaultProxy, gcs_emulat
 
 @pytest.mark.timeout(300)
 def test_transient_gcs_errors_are_retried_and_outputs_are_complete(
-    buckets_behind_proxy: tuple[faults.FaultProxy, Path], sample_delivery: Path, processed_version: str, prefect_harness
+    buckets_behind_proxy: tuple[faults.FaultProxy, Path],
+    sample_delivery: Path,
+    processed_version: str,
+    prefect_harness,
 ):
     from flows.features import features_flow
     from flows.ingest import ingest_flow
@@ -128,4 +131,3 @@ def test_transient_gcs_errors_are_retried_and_outputs_are_complete(
     published = _objects(storage.join(settings.processed_url, result["version"]))
     assert published == faults.tree_bytes(local_processed / processed_version)
     assert _objects(settings.processed_url)["LATEST"] == f"{processed_version}\n".encode()
-

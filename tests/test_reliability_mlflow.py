@@ -144,7 +144,8 @@ def test_tracking_server_killed_mid_training_moves_no_alias(
         cmd = [sys.executable, "-m", "flows.train", "--version", version, "--params", '{"max_depth": 3}']
         flow = start_group(cmd, env, tmp_path / "train.log", cwd=REPO_ROOT)
         # SIGKILL the tracking server (its whole process group) as soon as the training run is open.
-        assert kill_when(server, lambda: _running_runs(db, experiment) > 0, timeout=240), tail(tmp_path / "train.log")
+        opened = kill_when(server, lambda: _running_runs(db, experiment) > 0, timeout=240)
+        assert opened, tail(tmp_path / "train.log")
         assert flow.wait(timeout=240) != 0
     finally:
         if flow is not None and flow.poll() is None:

@@ -2,7 +2,7 @@
 
 The session's bento runs under ``bentoml serve`` (two workers) while its feature store is missing: first the
 local store's file is absent, then the BigQuery emulator is stopped. ``/readyz`` must answer 503 and the API
-503 (JSON, no traceback), invalid input still 400. When the store comes back (the file is written; the
+503 (JSON, no traceback, as documented in its ``/docs.json``), invalid input still 400. When the store comes back (the file is written; the
 emulator restarted — empty, as an ephemeral emulator comes back — and the table re-written), the same server
 processes must become ready and answer 200/404 without a restart.
 """
@@ -38,8 +38,28 @@ def _error(response: httpx.Response, status: int) -> dict:
     return body
 
 
+def _documented(url: str, method: str, path: str, body: dict | None = None) -> httpx.Response:
+    """Call ``path`` through schemathesis and check the answer against the OpenAPI document the server
+    publishes: a documented status, content type and body schema (5xx included: these are expected)."""
+    import schemathesis
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        response_schema_conformance,
+        status_code_conformance,
+    )
+
+    operation = schemathesis.openapi.from_url(f"{url}/docs.json")[path][method]
+    case = operation.Case(body=body, media_type="application/json") if body else operation.Case()
+    response = case.call(base_url=url, timeout=30)
+    checks = [status_code_conformance, content_type_conformance, response_schema_conformance]
+    case.validate_response(response, checks=checks)
+    headers = [(name, value) for name, values in response.headers.items() for value in values]
+    return httpx.Response(response.status_code, headers=headers, content=response.content)
+
+
 def _assert_unavailable(url: str, known: str) -> None:
-    _error(httpx.get(f"{url}/readyz", timeout=10), 503)
+    _error(_documented(url, "GET", "/readyz"), 503)
+    _error(_documented(url, "POST", PREDICT_ROUTE, {"productid": known}), 503)
     for product_id in (known, "999999999"):
         body = _error(httpx.post(f"{url}{PREDICT_ROUTE}", json={"productid": product_id}, timeout=30), 503)
         assert "feature store unavailable" in body["error"] and body["productid"] == product_id
@@ -75,9 +95,7 @@ def _serve(tag: str, env: dict[str, str], log: Path):
 
 
 @pytest.mark.timeout(300)
-def test_local_store_absent_at_start_up_then_written(
-    packaged_bento: str, feature_rows: dict, tmp_path: Path
-):
+def test_local_store_absent_at_start_up_then_written(packaged_bento: str, feature_rows: dict, tmp_path: Path):
     known = sorted(feature_rows)[0]
     env = dict(os.environ, TAMALES_STATE_DIR=str(tmp_path / "state"))
     target = Settings(state_dir=tmp_path / "state").local_feature_store_path
@@ -131,4 +149,3 @@ def test_bigquery_down_at_start_up_then_restarted_and_reloaded(
         if server is not None:
             stop_bento(server)
         bigquery_emulator.start()
-

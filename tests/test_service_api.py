@@ -64,8 +64,9 @@ def test_predictions_are_the_training_code_applied_to_the_stored_row(
     from features.settings import get_settings
     from training.forecast import predict_quantiles
 
-    mlflow.set_tracking_uri(get_settings().mlflow_tracking_uri)
-    booster = mlflow.xgboost.load_model(f"models:/{trained_model['model_name']}/{trained_model['version']}")
+    settings = get_settings()
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    booster = mlflow.xgboost.load_model(f"models:/{settings.model_name}/{trained_model['version']}")
     for product_id in sorted(feature_rows)[:5]:
         expected = predict_quantiles(booster, encode_row(feature_rows[product_id]))[0]
         body = forecast_client.post(PREDICT_ROUTE, json={"productid": product_id}).json()

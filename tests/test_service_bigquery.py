@@ -8,6 +8,9 @@ and once it is back (restarted empty, reloaded) the same id answers 200.
 
 from __future__ import annotations
 
+import socket
+import time
+
 import polars as pl
 import pytest
 
@@ -39,6 +42,22 @@ def local_table(features_run) -> pl.DataFrame:
     from features.settings import get_settings
 
     return LocalFeatureStore(get_settings().local_feature_store_path).read_all()
+
+
+def _wait_until_free(*ports: int, timeout: float = 15.0) -> None:
+    """Wait until the stopped emulator's ports can be bound again (its dying children may still hold them)."""
+    deadline = time.monotonic() + timeout
+    for port in ports:
+        while True:
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind(("127.0.0.1", port))
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+            time.sleep(0.1)
 
 
 def _with_new_product(table: pl.DataFrame, source_id: str) -> pl.DataFrame:
@@ -81,6 +100,7 @@ def test_bigquery_backend_lookup_outage_and_recovery(
             assert down.status_code == 503, down.text
             assert "feature store unavailable" in down.json()["error"] and "Traceback" not in down.text
         finally:
+            _wait_until_free(bigquery_emulator.rest_port, bigquery_emulator.grpc_port)
             bigquery_emulator.start()  # ephemeral: it comes back empty
         store.write(_with_new_product(local_table, known_product))
 

@@ -40,12 +40,20 @@ def _model_tag(bento) -> str:
 
 def test_the_model_carries_its_mlflow_lineage(packaged_bento, trained_model, processed_version):
     import bentoml
+    from mlflow import MlflowClient
 
+    from features.settings import get_settings
+
+    settings = get_settings()
+    uri = settings.mlflow_tracking_uri
+    registered = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version(
+        settings.model_name, str(trained_model["version"])
+    )
     stored = bentoml.models.get(_model_tag(_bento(packaged_bento)))
     assert stored.info.labels == {
-        "mlflow_model": trained_model["model_name"],
+        "mlflow_model": settings.model_name,
         "mlflow_version": str(trained_model["version"]),
-        "mlflow_run_id": trained_model["run_id"],
+        "mlflow_run_id": registered.run_id,
         "data_version": processed_version,
     }
     assert stored.info.metadata["quantiles"] == [0.1, 0.5, 0.9]
@@ -56,12 +64,14 @@ def test_the_model_carries_its_mlflow_lineage(packaged_bento, trained_model, pro
 def test_packaging_again_reuses_the_model_and_the_bento(packaged_bento, trained_model, prefect_harness):
     import bentoml
 
+    from features.settings import get_settings
     from flows.package import package_flow
 
-    models_before = len(bentoml.models.list(trained_model["model_name"]))
+    name = get_settings().model_name
+    models_before = len(bentoml.models.list(name))
     bentos_before = len(bentoml.bentos.list(contract.SERVICE_NAME))
     assert package_flow(alias=trained_model["alias"]) == packaged_bento
-    assert len(bentoml.models.list(trained_model["model_name"])) == models_before
+    assert len(bentoml.models.list(name)) == models_before
     assert len(bentoml.bentos.list(contract.SERVICE_NAME)) == bentos_before
 
 
