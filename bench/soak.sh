@@ -67,8 +67,7 @@ tree_rss() {
 }
 
 if [ -z "${SOAK_URL:-}" ]; then
-  tag=$("${PY[@]}" -c 'from service import packaging; packaging.use_project_bentoml_home()
-from service.serve_latest import latest_bento_tag; print(latest_bento_tag())')
+  tag=$("${PY[@]}" -m service.serve_latest --print-bento-tag)
   port=$("${PY[@]}" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   setsid "$UV" run --frozen bentoml serve "$tag" --host 127.0.0.1 --port "$port" >"$out/server.log" 2>&1 &
   own_server=$!

@@ -118,7 +118,7 @@ class TamalesForecast:
         bodies: dict[str, dict[str, Any]] = {}
         if known:
             X = np.vstack([encode_row(found[pid]) for pid in known])
-            for pid, quantiles in zip(known, predict_quantiles(self.model.booster, X), strict=True):
+            for pid, quantiles in zip(known, self._predict_rows(X), strict=True):
                 bodies[pid] = {
                     **contract.prediction_body(pid, found[pid], quantiles, self.model.version),
                     "status": 200,

@@ -22,7 +22,7 @@ fault_proxy = faults.fault_proxy
 RATE_LIMITED = {
     "error": {
         "code": 403,
-        "message": "The project exceeded the rate limit for creating and deleting buckets.",
+        "message": "Rate limit exceeded: retry with exponential backoff (injected by the test proxy).",
         "errors": [{"reason": "rateLimitExceeded", "domain": "usageLimits"}],
     }
 }

@@ -144,7 +144,7 @@ def test_tracking_server_killed_mid_training_moves_no_alias(
         cmd = [sys.executable, "-m", "flows.train", "--version", version, "--params", '{"max_depth": 3}']
         flow = start_group(cmd, env, tmp_path / "train.log", cwd=REPO_ROOT)
         # SIGKILL the tracking server (its whole process group) as soon as the training run is open.
-        opened = kill_when(server, lambda: _running_runs(db, experiment) > 0, timeout=240)
+        opened = kill_when(server, lambda: _running_runs(db, experiment) > 0, timeout=240, interval=0.02)
         assert opened, tail(tmp_path / "train.log")
         assert flow.wait(timeout=240) != 0
     finally:

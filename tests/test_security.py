@@ -19,6 +19,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +31,8 @@ import pytest
 from features.settings import Settings, get_settings
 from service.contract import BATCH_ROUTE, MAX_BODY_BYTES, PREDICT_ROUTE
 from tests.fixtures import emulators, serving
-from tests.fixtures.faults import FaultProxy, start_fault_proxy, tree_bytes
-from tests.fixtures.prefect_server import REPO_ROOT, stop_group
+from tests.fixtures.faults import FaultProxy, start_fault_proxy, stop_bento, tree_bytes
+from tests.fixtures.prefect_server import REPO_ROOT
 
 trained_model = serving.trained_model
 packaged_bento = serving.packaged_bento
@@ -154,7 +155,7 @@ def served_on_bigquery(
     try:
         yield ServedOnBigQuery(server, proxy, settings, table, {"path": key_path, "key": key})
     finally:
-        stop_group(server.proc)
+        stop_bento(server)
         assert proxy.server is not None
         proxy.server.shutdown()
         proxy.server.server_close()
@@ -246,7 +247,7 @@ def test_secrets_baseline_covers_the_tree(tmp_path: Path):
     # A copy: the hook rewrites a baseline whose line numbers moved (exit 3); only exit 1 means a new secret.
     copy = tmp_path / "baseline.json"
     shutil.copy(REPO_ROOT / ".secrets.baseline", copy)
-    hook = shutil.which("detect-secrets-hook") or str(Path(os.sys.executable).parent / "detect-secrets-hook")
+    hook = shutil.which("detect-secrets-hook") or str(Path(sys.executable).parent / "detect-secrets-hook")
     run = subprocess.run(
         [hook, "--baseline", str(copy), *files], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
     )
