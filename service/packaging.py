@@ -142,6 +142,8 @@ def write_requirements(path: Path | None = None) -> Path:
     config = yaml.safe_load(BENTOFILE.read_text())
     path = path or (REPO_ROOT / config["python"]["requirements_txt"]).resolve()
     uv = shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")
+    if not Path(uv).exists():
+        raise RuntimeError("uv is needed to pin the bento's requirements from uv.lock: run `make setup`")
     cmd = [uv, "export", "--only-group", "serving", "--frozen", "--no-hashes", "--no-emit-project", "--quiet"]
     text = subprocess.run(cmd, cwd=REPO_ROOT, check=True, capture_output=True, text=True).stdout
     # Keep only the pins: uv's comments (header, "# via ...") vary with the command line, not the lock.

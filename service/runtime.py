@@ -81,9 +81,6 @@ def freeze_heap() -> bool:
         return False
     gc.collect()
     gc.freeze()
-    import os
-    if os.environ.get("XP_GCT"):
-        gc.set_threshold(int(os.environ["XP_GCT"]), 20, 20)
     logger.info(
         "worker %s: %d start-up objects frozen", bentoml.server_context.worker_index, gc.get_freeze_count()
     )

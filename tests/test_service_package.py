@@ -131,3 +131,17 @@ def test_no_mlflow_store_is_a_clear_error(tmp_path, monkeypatch):
     get_settings.cache_clear()
     with pytest.raises(packaging.NoChampionError, match="no MLflow store"):
         packaging.resolve_champion()
+
+
+def test_serve_latest_names_the_newest_bento_and_a_real_product(packaged_bento, capsys):
+    from features.feature_store import get_feature_store
+    from service import serve_latest
+
+    serve_latest.main(["--print-bento-tag"])
+    assert capsys.readouterr().out.strip() == packaged_bento
+    serve_latest.main(["--print-product-id"])
+    product_id = capsys.readouterr().out.strip()
+    assert product_id in get_feature_store().latest_rows()
+    curl = serve_latest.curl_example(product_id, "127.0.0.1", 3000)
+    assert curl.startswith("curl -s -X POST http://127.0.0.1:3000/apis/products/predict/1.0.0 ")
+    assert f'{{"productid": "{product_id}"}}' in curl
