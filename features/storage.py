@@ -123,6 +123,7 @@ def publish_files(dest_url: str, files: Mapping[str, bytes], settings: Settings 
 
     dest = Path(dest_url)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    _recover_interrupted_publish(dest)
     staging = dest.with_name(f".{dest.name}.staging-{uuid.uuid4().hex}")
     retired = dest.with_name(f".{dest.name}.retired-{uuid.uuid4().hex}")
     try:
@@ -137,6 +138,16 @@ def publish_files(dest_url: str, files: Mapping[str, bytes], settings: Settings 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(retired, ignore_errors=True)
+
+
+def _recover_interrupted_publish(dest: Path) -> None:
+    """Undo what a killed ``publish_files`` left: put back a retired directory that was never replaced, and
+    remove stale staging/retired siblings (publishing one destination is serialised by its flow)."""
+    retired = sorted(dest.parent.glob(f".{dest.name}.retired-*"), key=lambda p: p.stat().st_mtime)
+    if retired and not dest.exists():
+        os.rename(retired.pop(), dest)
+    for stale in [*retired, *dest.parent.glob(f".{dest.name}.staging-*")]:
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def is_published(dir_url: str, settings: Settings | None = None) -> bool:
