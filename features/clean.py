@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from features.raw_layout import ERP_REGION_FOLDERS, MONTHS
+from features.raw_layout import ERP_REGION_FOLDERS, MONTHS, TABLES
 from features.schema import SOURCE_ERP, SOURCE_TEINVENTO
+
+ERP_COLUMNS = TABLES["erp_sales"].columns
 
 RESIDUE_ABS = 1e-6
 # Netting is done in integer micro-units: integer sums do not depend on the order in which a multi-threaded
@@ -109,10 +111,29 @@ def clean_erp(raw: pl.LazyFrame, counts: CleaningCounts) -> pl.DataFrame:
     netted = df.group_by("id_product", "calorie_category", "region", "year_month").agg(
         *_net(pl.col("sales_micros")), product_name=pl.col("product_name").min()
     )
-    counts.add("erp.series_months_after_netting", netted.height)
     return netted.with_columns(
         source=pl.lit(SOURCE_ERP), producer=pl.lit(ERP_PRODUCER), unknown_key=pl.lit(False)
     )
+
+
+def combine_netted(parts: list[pl.DataFrame], counts: CleaningCounts) -> pl.DataFrame:
+    """Net ERP series-months cleaned file by file into one frame (a series split across files adds up)."""
+    keys = ["source", "id_product", "calorie_category", "region", "year_month"]
+    if not parts:
+        parts = [clean_erp(pl.LazyFrame(schema=dict.fromkeys(ERP_COLUMNS, pl.String)), CleaningCounts())]
+    combined = (
+        pl.concat(parts)
+        .group_by(keys)
+        .agg(
+            *_net(pl.col("sales_micros")),
+            pl.col("product_name").min(),
+            pl.col("producer").first(),
+            pl.col("unknown_key").any(),
+        )
+        .sort(keys)
+    )
+    counts.add("erp.series_months_after_netting", combined.height)
+    return combined
 
 
 def _dedupe_dim(dim: pl.DataFrame, key: str, counts: CleaningCounts, name: str) -> pl.DataFrame:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import polars as pl
@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from features import processed, storage
 from features.build import build_features, densify, latest_rows, temporal_split
-from features.clean import CleaningCounts, clean_erp, clean_teinvento, monthly_totals
+from features.clean import CleaningCounts, clean_erp, clean_teinvento, combine_netted, monthly_totals
 from features.ingest import Manifest, latest_delivery
 from features.raw_csv import parse_raw_csv
 from features.raw_layout import TABLES, TableKind
@@ -59,20 +59,39 @@ def resolve_inputs(settings: Settings | None = None) -> Inputs:
     return Inputs(manifests)
 
 
+def iter_files(
+    manifest: Manifest, settings: Settings, progress: Callable[[str], None] | None = None
+) -> Iterator[tuple[TableKind, pl.DataFrame]]:
+    """Each valid raw file of a delivery, parsed (all strings), one at a time."""
+    items = sorted(manifest.files.items())
+    for i, (relpath, entry) in enumerate(items, start=1):
+        spec = TABLES[entry.kind]
+        data = storage.read_bytes(storage.join(settings.raw_url, relpath), settings)
+        yield spec.kind, parse_raw_csv(data, spec)
+        if progress and (i % 50 == 0 or i == len(items)):
+            progress(f"{manifest.source}: read {i}/{len(items)} files")
+
+
 def read_tables(
     manifest: Manifest, settings: Settings, progress: Callable[[str], None] | None = None
 ) -> dict[TableKind, pl.LazyFrame]:
     """Every valid raw file of a delivery, parsed and concatenated per table (lazily combined)."""
     frames: dict[TableKind, list[pl.DataFrame]] = {}
-    items = sorted(manifest.files.items())
-    for i, (relpath, entry) in enumerate(items, start=1):
-        spec = TABLES[entry.kind]
-        data = storage.read_bytes(storage.join(settings.raw_url, relpath), settings)
-        frames.setdefault(spec.kind, []).append(parse_raw_csv(data, spec))
-        if progress and (i % 50 == 0 or i == len(items)):
-            progress(f"{manifest.source}: read {i}/{len(items)} files")
+    for kind, frame in iter_files(manifest, settings, progress):
+        frames.setdefault(kind, []).append(frame)
     empty = {kind: pl.DataFrame(schema=dict.fromkeys(TABLES[kind].columns, pl.String)) for kind in TABLES}
     return {kind: pl.concat(frames.get(kind) or [empty[kind]]).lazy() for kind in TABLES}
+
+
+def clean_erp_delivery(
+    manifest: Manifest,
+    settings: Settings,
+    counts: CleaningCounts,
+    progress: Callable[[str], None] | None = None,
+) -> pl.DataFrame:
+    """ERP files cleaned and netted one at a time (peak memory ~ one regional file, not the delivery)."""
+    parts = [clean_erp(frame.lazy(), counts) for _, frame in iter_files(manifest, settings, progress)]
+    return combine_netted(parts, counts)
 
 
 def build_dataset(
@@ -81,11 +100,10 @@ def build_dataset(
     """The full feature table and the data-quality report for ``inputs``."""
     settings = settings or get_settings()
     counts = CleaningCounts()
-    erp = read_tables(inputs.manifests["erp"], settings, progress)
     tei = read_tables(inputs.manifests["teinvento"], settings, progress)
     series = pl.concat(
         [
-            clean_erp(erp["erp_sales"], counts),
+            clean_erp_delivery(inputs.manifests["erp"], settings, counts, progress),
             clean_teinvento(tei["tei_fact"], tei["tei_product"], tei["tei_region"], counts),
         ],
         how="diagonal_relaxed",

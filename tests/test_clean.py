@@ -7,7 +7,7 @@ from datetime import date
 import polars as pl
 import pytest
 
-from features.clean import CleaningCounts, clean_erp, clean_teinvento, monthly_totals
+from features.clean import CleaningCounts, clean_erp, clean_teinvento, combine_netted, monthly_totals
 from features.raw_layout import TABLES
 
 
@@ -39,7 +39,7 @@ def test_erp_fragments_net_to_their_plain_sum_with_residue_as_zero():
         erp_row("-2000"),
         erp_row("500"),
     ]
-    out = clean_erp(erp_frame(rows), counts)
+    out = combine_netted([clean_erp(erp_frame(rows), counts)], counts)
     assert out.height == 1
     assert out["sales"][0] == pytest.approx(15000 - 2000 + 500, abs=0)
     c = counts.as_dict()
@@ -149,3 +149,14 @@ def test_teinvento_duplicate_dimension_keys_are_counted_not_multiplied():
     )
     assert out["sales"].sum() == 7
     assert counts.as_dict()["teinvento.product_dim_duplicate_keys"] == 1
+
+
+def test_netting_file_by_file_equals_netting_the_whole_delivery():
+    rows = [erp_row(v, zone=z) for v in ("1.5E4", "-2000", "6.16E-14", "0.1") for z in ("Centro", "Sur")]
+    whole = combine_netted([clean_erp(erp_frame(rows), CleaningCounts())], CleaningCounts())
+    split = combine_netted(
+        [clean_erp(erp_frame(rows[:3]), CleaningCounts()), clean_erp(erp_frame(rows[3:]), CleaningCounts())],
+        CleaningCounts(),
+    )
+    assert whole.equals(split) and whole.height == 2
+    assert whole["sales"].to_list() == pytest.approx([13000.1, 13000.1])
