@@ -32,6 +32,7 @@ from training.forecast import predict_quantiles
 
 logger = logging.getLogger("bentoml.tamales.service")
 runtime.patch_timeout_middleware()
+runtime.quiet_invalid_input_logs()
 
 # The packaging flow pins the exact model with `--arg model_tag=name:version` (stored in the bento). Without
 # it (in-process tests, `bentoml serve service.api:...`) the newest model of the store is served.

@@ -85,3 +85,25 @@ def freeze_heap() -> bool:
         "worker %s: %d start-up objects frozen", bentoml.server_context.worker_index, gc.get_freeze_count()
     )
     return True
+
+
+class InvalidInputLogFilter(logging.Filter):
+    """Turn BentoML's per-request ERROR + traceback for a rejected body (a client error, answered 400) into one
+    INFO line: hostile or malformed input must not be able to flood the server's logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pydantic import ValidationError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, ValidationError):
+            record.msg, record.args = "rejected invalid input on %s [%s]", record.args
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+def quiet_invalid_input_logs() -> None:
+    """Install ``InvalidInputLogFilter`` on the logger BentoML reports request exceptions with (idempotent)."""
+    target = logging.getLogger("bentoml._internal.server.http_app")
+    if not any(isinstance(f, InvalidInputLogFilter) for f in target.filters):
+        target.addFilter(InvalidInputLogFilter())

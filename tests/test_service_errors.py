@@ -96,3 +96,32 @@ def test_api_routes_accept_only_json_bodies_of_bounded_size(client):
 )
 def test_normalize_error(body, expected):
     assert normalize_error(503, body) == expected
+
+
+def test_rejected_input_is_logged_as_one_info_line_without_traceback(caplog):
+    import logging
+
+    from pydantic import BaseModel, ValidationError
+
+    from service.runtime import quiet_invalid_input_logs
+
+    class Body(BaseModel):
+        productid: str
+
+    quiet_invalid_input_logs()
+    quiet_invalid_input_logs()  # idempotent
+    logger = logging.getLogger("bentoml._internal.server.http_app")
+    assert len(logger.filters) == 1
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        try:
+            Body.model_validate({"productid": 3})
+        except ValidationError:
+            logger.error("Exception on %s [%s]", "/apis/products/predict/1.0.0", "POST", exc_info=True)
+        try:
+            raise RuntimeError("a real server fault")
+        except RuntimeError:
+            logger.error("Exception on %s [%s]", "/x", "POST", exc_info=True)
+    rejected, fault = caplog.records
+    assert rejected.levelno == logging.INFO and rejected.exc_info is None
+    assert rejected.getMessage() == "rejected invalid input on /apis/products/predict/1.0.0 [POST]"
+    assert fault.levelno == logging.ERROR and fault.exc_info is not None
