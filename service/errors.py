@@ -16,6 +16,8 @@ from collections.abc import Collection
 from http import HTTPStatus
 from typing import Any
 
+from bentoml.exceptions import BentoMLException
+
 logger = logging.getLogger("bentoml.tamales.errors")
 
 Scope = dict[str, Any]
@@ -55,6 +57,28 @@ def normalize_error(status: int, body: bytes) -> dict:
     return {"error": text if text and len(text) <= 200 and "\n" not in text else _reason(status)}
 
 
+class BodyTooLarge(BentoMLException):
+    """A request body (sent without, or despite, its Content-Length) grew past the limit: answered 413."""
+
+    error_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+def capped_receive(receive: Any, limit: int) -> Any:
+    """``receive`` that raises ``BodyTooLarge`` once more than ``limit`` body bytes arrived (chunked uploads)."""
+    seen = 0
+
+    async def wrapper() -> dict:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge(f"request body larger than {limit} bytes")
+        return message
+
+    return wrapper
+
+
 class JSONErrors:
     """Wrap an ASGI app so that its error responses are JSON objects (see module docstring)."""
 
@@ -90,6 +114,8 @@ class JSONErrors:
                 await send(message)
             return
 
+        if scope["path"] in self.api_paths and scope.get("method") == "POST":
+            receive = capped_receive(receive, self.max_body_bytes)
         held: dict | None = None  # the start message of an error response, until its body is complete
         chunks: list[bytes] = []
         started = False

@@ -128,6 +128,22 @@ def test_non_json_and_oversized_bodies_are_rejected(forecast_client):
     _json_error(forecast_client.post(PREDICT_ROUTE, json={"productid": "1", "pad": "x" * 300_000}), 413)
 
 
+def test_a_chunked_body_without_content_length_is_capped_too(forecast_client):
+    def chunks():  # no Content-Length: the server only learns the size while reading
+        yield b'{"productid": "1", "pad": "'
+        for _ in range(64):
+            yield b"x" * 65536
+        yield b'"}'
+
+    headers = {"content-type": "application/json"}
+    response = forecast_client.post(PREDICT_ROUTE, content=chunks(), headers=headers)
+    assert "content-length" not in response.request.headers
+    _json_error(response, 413)
+    # the batch route reads its body the same way
+    batch = forecast_client.post("/predict_batch", content=chunks(), headers=headers)
+    _json_error(batch, 413)
+
+
 def test_other_routes_and_methods_answer_json(forecast_client):
     _json_error(forecast_client.get(PREDICT_ROUTE), 405)
     _json_error(forecast_client.post("/apis/products/predict/2.0.0", json={"productid": "1"}), 404)
