@@ -15,6 +15,8 @@ export PREFECT_HOME ?= $(TAMALES_STATE_DIR)/prefect
 export BENTOML_HOME ?= $(TAMALES_STATE_DIR)/bentoml
 
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# Tools started by make (bentoml build runs uv) find the same uv.
+export PATH := $(dir $(UV)):$(PATH)
 SAMPLE_DIR ?= data/sample_delivery
 PORT ?= 3000
 
