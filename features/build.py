@@ -7,10 +7,14 @@ source's last month (missing months get a missing total), so a lag of *k* rows i
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import polars as pl
 
+from features.calendar import Calendar
 from features.clean import CleaningCounts
 from features.schema import LAGS, ROLLING_WINDOWS, conform
+from features.signals import add_signals
 
 SERIES = ["source", "id_product"]
 
@@ -40,8 +44,15 @@ def densify(totals: pl.DataFrame, counts: CleaningCounts) -> pl.DataFrame:
     return dense
 
 
-def build_features(dense: pl.DataFrame) -> pl.DataFrame:
-    """Feature rows (schema ``features.schema.FEATURE_STORE_SCHEMA``), one per (source, product, month)."""
+def build_features(dense: pl.DataFrame, calendars: Mapping[str, Calendar] | None = None) -> pl.DataFrame:
+    """Feature rows (schema ``features.schema.FEATURE_STORE_SCHEMA``), one per (source, product, month).
+
+    ``calendars`` maps a source to its reporting calendar (default: the settings'); see ``features.signals``.
+    """
+    if calendars is None:
+        from features.settings import get_settings
+
+        calendars = get_settings().calendars
     sales = pl.col("total_sales")
     over = {"partition_by": SERIES, "order_by": "year_month"}
     lags = {f"lag_{k}": sales.shift(k - 1).over(**over) for k in LAGS}
@@ -54,7 +65,7 @@ def build_features(dense: pl.DataFrame) -> pl.DataFrame:
         for w in ROLLING_WINDOWS
     }
     category_total = sales.sum().over(["source", "calorie_category", "year_month"])
-    rows = dense.sort([*SERIES, "year_month"]).with_columns(
+    rows = add_signals(dense.sort([*SERIES, "year_month"]), calendars).with_columns(
         target=sales.shift(-1).over(**over),
         target_month=pl.col("year_month").dt.offset_by("1mo"),
         **lags,

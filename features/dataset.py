@@ -25,7 +25,7 @@ from features.raw_layout import TABLES, TableKind
 from features.schema import FEATURE_STORE_SCHEMA, SOURCES
 from features.settings import Settings, get_settings
 
-FEATURES_VERSION = "1"
+FEATURES_VERSION = "2"
 FEATURES_FILE = "features/features.parquet"
 
 

@@ -35,6 +35,27 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "producer": ("Tamales Inc", "Tamaleria Factory", "OTROS FABRICANTES"),
 }
 
+ADJUSTED_LAGS = (1, 2, 3, 6, 12)
+# Sales-valued signal columns (in sales units of the target period; see features.signals).
+SIGNAL_SALES_FEATURES: tuple[str, ...] = (
+    *(f"adj_lag_{k}" for k in ADJUSTED_LAGS),
+    "level_forecast",
+    "common_factor_forecast",
+    "ses_forecast",
+    "theta_forecast",
+    "seasonal_forecast",
+)
+# Every column features.signals adds, with its type.
+SIGNAL_SCHEMA: dict[str, pl.DataType] = {
+    **{name: pl.Float64() for name in SIGNAL_SALES_FEATURES},
+    "period_weeks": pl.Float64(),
+    "target_period_weeks": pl.Float64(),
+    "target_period_in_quarter": pl.Int32(),
+    "months_since_sale": pl.Int32(),
+    "source_growth_1": pl.Float64(),
+    "source_growth_3": pl.Float64(),
+    "seasonal_step": pl.Float64(),
+}
 NUMERIC_FEATURES: tuple[str, ...] = (
     *(f"lag_{k}" for k in LAGS),
     *(f"rolling_mean_{w}" for w in ROLLING_WINDOWS),
@@ -42,6 +63,7 @@ NUMERIC_FEATURES: tuple[str, ...] = (
     "target_month_of_year",
     "share_of_calorie_category",
     "months_of_history",
+    *SIGNAL_SCHEMA,
 )
 CATEGORICAL_FEATURES: tuple[str, ...] = tuple(CATEGORIES)
 FEATURE_COLUMNS: tuple[str, ...] = (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES)
@@ -65,6 +87,7 @@ FEATURE_STORE_SCHEMA: dict[str, pl.DataType] = {
     "target_month_of_year": pl.Int32(),
     "share_of_calorie_category": pl.Float64(),
     "months_of_history": pl.Int32(),
+    **SIGNAL_SCHEMA,
 }
 
 _BQ_TYPES = {
@@ -89,6 +112,11 @@ def conform(df: pl.DataFrame) -> pl.DataFrame:
     return df.select(pl.col(name).cast(dtype) for name, dtype in FEATURE_STORE_SCHEMA.items())
 
 
+SALES_VALUED: frozenset[str] = frozenset(
+    c for c in NUMERIC_FEATURES if c.startswith(("lag_", "rolling_mean_", "rolling_std_", "adj_lag_"))
+) | frozenset(SIGNAL_SALES_FEATURES)
+
+
 def _code(column: str, value: Any) -> float:
     try:
         return float(CATEGORIES[column].index(value))
@@ -96,22 +124,29 @@ def _code(column: str, value: Any) -> float:
         return math.nan
 
 
-def to_model_matrix(df: pl.DataFrame) -> np.ndarray:
-    """Encode feature-table rows as the float32 matrix the model is trained on (columns = FEATURE_COLUMNS)."""
-    exprs = [pl.col(c).cast(pl.Float64) for c in NUMERIC_FEATURES]
-    for column, values in CATEGORIES.items():
-        mapping = {v: float(i) for i, v in enumerate(values)}
-        exprs.append(pl.col(column).replace_strict(mapping, default=None, return_dtype=pl.Float64))
+def _check_columns(columns: Sequence[str]) -> None:
+    unknown = [c for c in columns if c not in FEATURE_COLUMNS]
+    if unknown:
+        raise ValueError(f"not feature columns: {unknown}")
+
+
+def to_model_matrix(df: pl.DataFrame, columns: Sequence[str] = FEATURE_COLUMNS) -> np.ndarray:
+    """Encode feature-table rows as a float32 matrix of ``columns`` (categories as codes, missing as NaN)."""
+    _check_columns(columns)
+    exprs = []
+    for column in columns:
+        if column in CATEGORIES:
+            mapping = {v: float(i) for i, v in enumerate(CATEGORIES[column])}
+            exprs.append(pl.col(column).replace_strict(mapping, default=None, return_dtype=pl.Float64))
+        else:
+            exprs.append(pl.col(column).cast(pl.Float64))
     return df.select(exprs).fill_null(math.nan).to_numpy().astype(np.float32)
 
 
-def encode_row(row: Mapping[str, Any]) -> np.ndarray:
+def encode_row(row: Mapping[str, Any], columns: Sequence[str] = FEATURE_COLUMNS) -> np.ndarray:
     """Encode one stored row (a dict) exactly like ``to_model_matrix`` — the serving hot path, no data frames."""
-    values = [math.nan if row.get(c) is None else float(row[c]) for c in NUMERIC_FEATURES]
-    values.extend(_code(c, row.get(c)) for c in CATEGORICAL_FEATURES)
+    values = [
+        _code(c, row.get(c)) if c in CATEGORIES else (math.nan if row.get(c) is None else float(row[c]))
+        for c in columns
+    ]
     return np.asarray([values], dtype=np.float32)
-
-
-def feature_names() -> Sequence[str]:
-    """Names of the model's input columns, in order (for model signatures and importance plots)."""
-    return list(FEATURE_COLUMNS)

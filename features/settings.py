@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from features.calendar import Calendar
+
 # Telemetry of the tools this project starts. Set before those libraries are imported (see ``quiet_tools``).
 NO_PHONE_HOME = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -75,7 +77,19 @@ class Settings(BaseSettings):
     model_name: str = Field("tamales-sales-forecaster", description="MLflow registered model name")
     mlflow_experiment: str = Field("tamales-sales-forecaster", description="MLflow experiment name")
     test_months: int = Field(3, ge=1, description="Last N target months of each source form the test set")
+    backtest_origins: int = Field(
+        6, ge=2, description="Rolling-origin backtest: the last N target months of each source, refit at each"
+    )
+    calendar_erp: Calendar = Field("month", description="Reporting calendar of the ERP (month, 4-4-5, ...)")
+    calendar_teinvento: Calendar = Field(
+        "4-4-5", description="Reporting calendar of the market vendor: retail quarters of 4-4-5 weeks"
+    )
     feature_cache_ttl_seconds: float = Field(600.0, gt=0, description="Service feature cache refresh period")
+
+    @property
+    def calendars(self) -> dict[str, Calendar]:
+        """Reporting calendar of each source (``features.calendar``)."""
+        return {"erp": self.calendar_erp, "teinvento": self.calendar_teinvento}
 
     @property
     def local_feature_store_path(self) -> Path:

@@ -1,10 +1,10 @@
 """Sample raw deliveries of both sources in the exact raw layout, with every known quirk; deterministic by seed.
 
-Signal: level (10^3..10^7.3 units/month) x trend x yearly seasonality peaking in December x AR(1) noise, split
+Demand comes from ``features.synth_demand`` (named profiles: ``realistic``, the default, and ``easy``), split
 over regions and calorie categories. ERP: each (month, region, product, category) nets ~``fragments`` shuffled
 rows (~40 % float residue such as ``6.16E-14``, exact ``0``, returns that the positive rows outweigh), Java
 ``Double.toString`` floats, an editor lock file, a code under two categories, non-numeric and zero-led codes.
-TeInvento (longer history, ends a year earlier): Spark part files with skipped numbers and markers, ``""`` for
+TeInvento (longer history, ends earlier): Spark part files with skipped numbers and markers, ``""`` for
 missing sales, an unnamed product, a region named ``""`` that facts reference, accents, a quoted name.
 """
 
@@ -24,14 +24,10 @@ import numpy as np
 import polars as pl
 
 from features.raw_layout import ERP_REGION_FOLDERS, ERP_ROOT, MONTHS, TEINVENTO_ROOT
+from features.synth_demand import DEFAULT_PROFILE, PROFILES, Profile, month_index, monthly_sales
 
 DOC_PRODUCT = "206050084"  # the product id of the API contract's example
-ERP_LAST = 2025 * 12 + 0  # last ERP month (Jan 2025) as year * 12 + month - 1
-TEI_LAST, TEI_EXTRA_MONTHS = ERP_LAST - 12, 9  # the market report ends a year earlier, covers 9 more months
-ERP_DELIVERY, TEI_DELIVERY = "20250214", "20240220"
 REGIONS = tuple(ERP_REGION_FOLDERS.values())
-# Log seasonal shape by month of year (index 0 = Jan): a yearly cycle peaking in December.
-SEASON = np.cos(2 * np.pi * (np.arange(12) - 11) / 12) + np.eye(12)[11] * 0.35 + np.eye(12)[10] * 0.1
 P_KIND = (0.41, 0.05, 0.02, 0.52)  # fragment kinds: residue, exact zero, return, positive
 FLAVORS = {"Tamal mix": ("Dulce", "Mole", "Verde"), "Atole mix": ("Cajeta", "Arroz", "Chocolate")}
 LOCK_FILE = "csv/E._Privados/.~lock.ventas_mensuales_E._Privados.csv#"
@@ -84,24 +80,8 @@ def _java_cents(cents: pl.Expr) -> pl.Expr:
     return pl.when(a == 0).then(pl.lit("0")).when(a >= 10**9).then(sci).otherwise(plain)
 
 
-def _paths(rng: np.random.Generator, level: np.ndarray, month_idx: np.ndarray) -> np.ndarray:
-    """(series, months) positive sales: level x trend x seasonality x AR(1) noise."""
-    n, m = len(level), len(month_idx)
-    amp, growth = rng.uniform(0.2, 0.4, (n, 1)), rng.uniform(-0.008, 0.02, (n, 1))
-    shock, noise = rng.normal(0.0, 0.05, (n, m)), np.zeros((n, m))
-    for t in range(m):
-        noise[:, t] = shock[:, t] + (0.5 * noise[:, t - 1] if t else 0.0)
-    trend = growth * (np.arange(m) - (m - 1) / 2)
-    return np.exp(np.log(level)[:, None] + amp * SEASON[month_idx % 12] + trend + noise)
-
-
-def _levels(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Product levels spread evenly (in log) over 10^3..10^7.3, in random order."""
-    return 10 ** (3 + 4.3 * (rng.permutation(n) + rng.uniform(0, 1, n)) / n)
-
-
 def _erp_series(rng: np.random.Generator, level: np.ndarray) -> tuple[list[dict], np.ndarray]:
-    """One dict per (product, region, category) series and its sales: level x share of the product."""
+    """One dict per (product, region, category) series and its share of the product's sales."""
     products, top = len(level), int(np.argmax(level))  # the top product sells in one region (E7 values)
     codes, series, shares = [DOC_PRODUCT], [], []
     while len(codes) < products:
@@ -122,7 +102,7 @@ def _erp_series(rng: np.random.Generator, level: np.ndarray) -> tuple[list[dict]
         for r, r_share in zip(regions, region_share, strict=True):
             for cat, c_share in cats.items():
                 series.append(dict(p=p, code=code, name=name, flavor=flavor, zone=REGIONS[r], cat=cat))
-                shares.append(level[p] * r_share * c_share)
+                shares.append(r_share * c_share)
     return series, np.asarray(shares)
 
 
@@ -151,14 +131,18 @@ def _erp_fragments(rng: np.random.Generator, value: np.ndarray, launched: np.nda
     return sm_series[group][order], sm_month[group][order], cents[order], residue[order]
 
 
-def _write_erp(root: Path, rng: np.random.Generator, products: int, months: int, fragments: int) -> int:
+def _write_erp(root: Path, rng: np.random.Generator, profile: Profile, fragments: int) -> int:
     """ERP delivery: one shuffled fragment CSV per region folder plus a lock file; returns the row count."""
-    series, level = _erp_series(rng, _levels(rng, products))
-    month_idx = np.arange(ERP_LAST - months + 1, ERP_LAST + 1)
+    shape = profile.erp
+    sales = monthly_sales(profile, shape, rng)
+    series, share = _erp_series(rng, np.nanmean(sales, axis=1))
+    month_idx = month_index(shape)
     product = np.array([s["p"] for s in series])
-    value = _paths(rng, level, month_idx)
-    # the last product is launched later (a shorter history)
-    launched = ~((product[:, None] == products - 1) & (np.arange(months) < months // 4) & (products > 3))
+    value = sales[product] * share[:, None]
+    missing = (rng.random(sales.shape) < shape.missing_rate) & (np.arange(shape.products) > 0)[:, None]
+    launched = np.isfinite(value) & ~missing[product]  # a month without a report has no rows at all
+    keep = shape.months - shape.cut  # a cut delivery: the same history, without its last months
+    value, launched, month_idx = value[:, :keep], launched[:, :keep], month_idx[:keep]
     s_of, m_of, cents, residue = _erp_fragments(rng, value, launched, fragments)
     zone = np.array([REGIONS.index(s["zone"]) for s in series])[s_of]
     # float residue such as 6.16E-14: sign x 3 digits x exponent 13..15, indexed by the residue code
@@ -177,11 +161,11 @@ def _write_erp(root: Path, rng: np.random.Generator, products: int, months: int,
             *(pl.lit(attr[k]).gather(pl.col("s")).alias(k) for k in attr),
             sales,
         )
-        path = root / ERP_ROOT / ERP_DELIVERY / "csv" / folder / f"ventas_mensuales_{folder}.csv"
+        path = root / ERP_ROOT / shape.delivery / "csv" / folder / f"ventas_mensuales_{folder}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         table.write_csv(path, include_header=False)
     lock = ",ana.lopez,ERP-PC07,14.02.2025 08:41,file:///home/ana.lopez/.config/libreoffice/4;\n"
-    (root / ERP_ROOT / ERP_DELIVERY / LOCK_FILE).write_text(lock, encoding="utf-8")
+    (root / ERP_ROOT / shape.delivery / LOCK_FILE).write_text(lock, encoding="utf-8")
     return len(s_of)
 
 
@@ -216,9 +200,11 @@ def _write_spark(folder: Path, lines: list[str], rng: np.random.Generator, parts
         (folder / marker).write_bytes(b"")
 
 
-def _write_teinvento(root: Path, rng: np.random.Generator, products: int, months: int) -> dict[str, int]:
+def _write_teinvento(root: Path, rng: np.random.Generator, profile: Profile) -> dict[str, int]:
     """TeInvento delivery (fact table, product and region dims as Spark folders); returns rows per table."""
-    base = root / TEINVENTO_ROOT / TEI_DELIVERY
+    shape = profile.teinvento
+    products = shape.products
+    base = root / TEINVENTO_ROOT / shape.delivery
     region_ids = _spark_ids(rng, len(REGIONS) + 1)  # the last region's name is empty; facts reference it
     regions = [_csv_line([str(i), "Mexico", r]) for i, r in zip(region_ids, [*REGIONS, ""], strict=True)]
     _write_spark(base / "region_dim", regions, rng, 1)
@@ -236,13 +222,17 @@ def _write_teinvento(root: Path, rng: np.random.Generator, products: int, months
         chosen = rng.choice(4, 2 if p % 4 == 3 else 1, replace=False, p=[0.25, 0.15, 0.4, 0.2])
         keys += [(p, int(r)) for r in chosen] + ([(p, len(REGIONS))] if p == 2 else [])
     share = np.array([1.0 if sum(q == p for q, _ in keys) == 1 else rng.uniform(0.3, 0.7) for p, _ in keys])
-    month_idx = np.arange(TEI_LAST - months + 1, TEI_LAST + 1)
-    value = _paths(rng, _levels(rng, products)[[p for p, _ in keys]] * share, month_idx)
-    missing = rng.random(value.shape) < 0.03
-    missing.flat[rng.integers(0, missing.size)] = True
+    month_idx = month_index(shape)
+    value = monthly_sales(profile, shape, rng)[[p for p, _ in keys]] * share[:, None]
+    missing = rng.random(value.shape) < shape.missing_rate  # a region's report is the quoted empty string
+    missing.flat[rng.choice(np.flatnonzero(np.isfinite(value)))] = True
+    keep = shape.months - shape.cut  # a cut delivery: the same history, without its last months
+    value, missing, month_idx = value[:, :keep], missing[:, :keep], month_idx[:keep]
     facts, year_month = [], [(str(mi // 12), MONTHS[mi % 12]) for mi in month_idx]
     for k, (p, r) in enumerate(keys):
         for t, ym in enumerate(year_month):
+            if not np.isfinite(value[k, t]):
+                continue  # not on the market that month
             sales = "" if missing[k, t] else java_double(float(value[k, t]))
             facts.append(_csv_line([*ym, sales, str(region_ids[r]), str(product_ids[p])]))
     _write_spark(base / "fact_table", facts, rng, 4)
@@ -259,39 +249,60 @@ def _publish(tmp: Path, out: Path, relpaths: list[str]) -> None:
 
 
 def generate(
-    out: Path, seed: int = 7, products: int = 12, months: int = 20, fragments: int = 24
+    out: Path,
+    seed: int = 7,
+    products: int | None = None,
+    months: int | None = None,
+    fragments: int = 24,
+    profile: str | Profile = DEFAULT_PROFILE,
+    cut: int = 0,
 ) -> SynthSummary:
-    """Write both sample deliveries under ``out`` (deterministic by the arguments) and summarise them."""
-    if products < 3 or months < 6 or fragments < 1:
-        raise ValueError("need products >= 3, months >= 6 and fragments >= 1")
+    """Write both sample deliveries under ``out`` (deterministic by the arguments) and summarise them.
+
+    ``profile`` names the phenomena (``features.synth_demand.PROFILES``: ``realistic`` by default, ``easy``);
+    ``products`` (per source) and ``months`` (of ERP history; the vendor keeps its extra months) resize it.
+    ``cut`` > 0 writes the deliveries each source made ``cut`` months earlier: the same history without its
+    last ``cut`` months, in folders dated a month earlier per month cut (``cut=1`` then ``cut=0`` is a
+    delivery followed by the next month's).
+    """
+    shape = PROFILES[profile] if isinstance(profile, str) else profile
+    shape = shape.sized(products, months).cut(cut)
+    if min(shape.erp.products, shape.teinvento.products) < 3 or shape.erp.months - cut < 6 or fragments < 1:
+        raise ValueError("need products >= 3, months >= 6 (after the cut) and fragments >= 1")
     (out := Path(out)).mkdir(parents=True, exist_ok=True)
     erp_rng, tei_rng = (np.random.default_rng([seed, k]) for k in (1, 2))
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.synth-", dir=out.parent))
+    deliveries = {"erp": shape.erp.delivery, "teinvento": shape.teinvento.delivery}
     try:
-        rows = {"erp_sales": _write_erp(tmp, erp_rng, products, months, fragments)}
-        rows |= _write_teinvento(tmp, tei_rng, products, months + TEI_EXTRA_MONTHS)
+        rows = {"erp_sales": _write_erp(tmp, erp_rng, shape, fragments)}
+        rows |= _write_teinvento(tmp, tei_rng, shape)
         files = [p for p in tmp.rglob("*") if p.is_file()]
         data = sum(1 for p in files if not p.name.startswith(("_", ".")))
         size = sum(p.stat().st_size for p in files)
-        _publish(tmp, out, [f"{ERP_ROOT}/{ERP_DELIVERY}", f"{TEINVENTO_ROOT}/{TEI_DELIVERY}"])
+        _publish(tmp, out, [f"{ERP_ROOT}/{deliveries['erp']}", f"{TEINVENTO_ROOT}/{deliveries['teinvento']}"])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    deliveries = {"erp": ERP_DELIVERY, "teinvento": TEI_DELIVERY}
-    n_months = {"erp": months, "teinvento": months + TEI_EXTRA_MONTHS}
-    per_source = dict.fromkeys(deliveries, products)
+    n_months = {"erp": shape.erp.months - cut, "teinvento": shape.teinvento.months - cut}
+    per_source = {"erp": shape.erp.products, "teinvento": shape.teinvento.products}
     return SynthSummary(str(out), deliveries, rows, per_source, n_months, data, len(files) - data, size)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """CLI: ``python -m features.synth --out DIR [--seed N] [--products N] [--months N] [--fragments N]``."""
+    """CLI: ``python -m features.synth --out DIR [--profile P] [--seed N] [--products N] [--months N]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="folder that receives both deliveries")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default=DEFAULT_PROFILE, help="phenomena")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--products", type=int, default=12, help="ERP products (TeInvento gets as many)")
-    parser.add_argument("--months", type=int, default=20, help="ERP months (TeInvento gets 9 more)")
+    parser.add_argument("--products", type=int, help="products per source (default: the profile's)")
+    parser.add_argument(
+        "--months", type=int, help="ERP months (default: the profile's; TeInvento keeps its extra)"
+    )
     parser.add_argument("--fragments", type=int, default=24, help="mean ERP rows per series-month")
+    parser.add_argument("--cut", type=int, default=0, help="write the deliveries of N months earlier")
     args = parser.parse_args(argv)
-    summary = generate(args.out, args.seed, args.products, args.months, args.fragments)
+    summary = generate(
+        args.out, args.seed, args.products, args.months, args.fragments, args.profile, args.cut
+    )
     print(json.dumps(asdict(summary), indent=2))
 
 

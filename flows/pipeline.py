@@ -110,12 +110,12 @@ def pipeline_flow(source: str | None = None) -> dict[str, Any]:
     features = run_step("features", features_flow)
     summary["data_version"] = features["version"]
 
-    trained = run_step("train", train, version=features["version"])
+    trained = run_step("train", train, data_version=features["version"])
     summary |= {
-        "model_version": trained.get("version"),
-        "train_status": trained.get("status"),
-        "promoted": bool(trained.get("promoted")),
-        "gate": trained.get("reason"),
+        "model_version": trained.model_version,
+        "train_status": trained.status,
+        "promoted": trained.promoted,
+        "gate": trained.reason,
     }
 
     decision = run_step("package", packaging_decision_task, summary["promoted"])

@@ -1,11 +1,14 @@
-"""Training flow: processed train/test split → quantile XGBoost + baselines → MLflow → promotion gate.
+"""Training flow: a recipe's rolling-origin backtest vs the baselines → refit → MLflow → promotion gate.
 
-    uv run python -m flows.train [--version V] [--params '{"max_depth": 4}']
+    uv run python -m flows.train [--data-version V] [--params '{"max_depth": 3}']
 
-Tasks exchange the data version, the MLflow run id and the model URI, never data frames. The model version
-is registered without an alias; ``@champion`` (or ``@challenger``) is set by one registry call at the very
-end, so a failure anywhere leaves the aliases as they were. Re-running on the same data version with the same
-parameters and code registers nothing and reports "unchanged".
+The candidate recipe (the default, with ``--params`` overrides) and the current champion's recipe are both
+backtested on the same rolling origins as every baseline (naive rules and statsforecast models); the winner
+is refit on all data and promoted only if it beats every baseline (``training.gate``). So an unchanged recipe
+is refreshed on every new delivery, and a candidate that loses becomes ``@challenger`` with the reason.
+Tasks exchange the data version, the run id, recipes and scores, never data frames. Aliases are set by one
+registry call each at the very end, so a failure anywhere leaves them as they were. Re-running on the same
+data version with the same recipe and code registers nothing and reports "unchanged".
 """
 
 from __future__ import annotations
@@ -15,136 +18,190 @@ import json
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from features.settings import get_settings
-from training import baselines, gate, report, steps, tracking
+from training import gate, report, steps, tracking
+from training.recipe import Recipe
+from training.results import TrainResult
 
 
 @task(name="resolve-data-version", retries=3, retry_delay_seconds=[1, 2, 4], cache_policy=NO_CACHE)
-def resolve_version_task(version: str | None) -> str:
-    """The requested processed version, or the newest published one."""
-    return steps.resolve_data_version(version)
+def resolve_version_task(data_version: str | None) -> str:
+    """The requested processed data version, or the newest published one."""
+    return steps.resolve_data_version(data_version)
 
 
 @task(name="find-unchanged", retries=2, retry_delay_seconds=[1, 4], cache_policy=NO_CACHE)
-def find_unchanged_task(data_version: str, fingerprint: str) -> dict | None:
-    """An earlier complete training of the same data, parameters and code (None if there is none)."""
-    return steps.find_unchanged(data_version, fingerprint)
+def find_unchanged_task(fingerprint: str) -> tracking.FoundVersion | None:
+    """An earlier complete training of the same data, recipe and code (None if there is none)."""
+    return steps.find_unchanged(fingerprint)
+
+
+@task(name="read-champion", retries=2, retry_delay_seconds=[1, 4], cache_policy=NO_CACHE)
+def incumbent_task() -> steps.Incumbent | None:
+    """The current champion and the recipe it was trained with."""
+    return steps.incumbent()
 
 
 @task(name="start-run", retries=2, retry_delay_seconds=[1, 4], cache_policy=NO_CACHE)
-def start_run_task(data_version: str, params: dict[str, Any], fingerprint: str) -> str:
-    """Open the MLflow run (provenance params, data-quality report); its id."""
-    return steps.start_run(data_version, params, fingerprint)
-
-
-@task(name="fit", cache_policy=NO_CACHE)
-def fit_task(run_id: str, data_version: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """Tune on the validation fold, refit, log the model; its URI and the chosen parameters."""
-    return steps.fit_and_log(run_id, data_version, overrides)
-
-
-@task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate_task(run_id: str, data_version: str, model_uri: str) -> dict[str, dict[str, float]]:
-    """Model and baselines on the test split; metrics and plots to MLflow."""
-    return steps.evaluate_and_log(run_id, data_version, model_uri)
+def start_run_task(data_version: str, recipe: Recipe, fingerprint: str) -> str:
+    """Open the MLflow run (provenance params, recipe, data-quality report); its id."""
+    return steps.start_run(data_version, recipe, fingerprint)
 
 
 @task(name="backtest", cache_policy=NO_CACHE)
-def backtest_task(run_id: str, data_version: str, params: dict[str, Any], num_rounds: int) -> dict[str, Any]:
-    """Rolling-origin backtest (refit per origin)."""
-    return steps.backtest_and_log(run_id, data_version, params, num_rounds)
+def evaluate_task(
+    run_id: str, data_version: str, candidate: Recipe, rival: Recipe | None
+) -> steps.RecipeEvaluation:
+    """Backtest the recipes and every baseline on the same origins; table, forecasts and plots to MLflow."""
+    return steps.evaluate_recipes(run_id, data_version, candidate, rival)
 
 
-@task(name="rescore-champion", cache_policy=NO_CACHE)
-def rescore_champion_task(run_id: str, data_version: str) -> gate.ChampionScore | None:
-    """The current champion's metrics on this test set, computed now."""
-    return steps.rescore_champion(run_id, data_version)
+@task(name="fit-and-register", retries=1, retry_delay_seconds=[4], cache_policy=NO_CACHE)
+def fit_task(run_id: str, data_version: str, recipe: Recipe, factors: dict, wape: float) -> str:
+    """Refit the recipe on all data (calibrated intervals), log and register it; the new model version."""
+    return steps.fit_and_register(run_id, data_version, recipe, factors, wape)
 
 
-@task(name="register-model", retries=2, retry_delay_seconds=[1, 4], cache_policy=NO_CACHE)
-def register_task(run_id: str, model_uri: str, data_version: str, test_wape: float) -> str:
-    """New registered model version (no alias yet)."""
-    return steps.register(run_id, model_uri, data_version, test_wape)
+@task(name="promotion-gate", retries=2, retry_delay_seconds=[1, 4], cache_policy=NO_CACHE)
+def alias_task(version: str, alias: str, reason: str, fingerprint: str) -> None:
+    """Record the decision on the version and move exactly one alias."""
+    steps.apply_alias(version, alias, reason, fingerprint)
 
 
-@task(name="promotion-gate", cache_policy=NO_CACHE)
-def promote_task(
-    version: str, scores: dict[str, dict[str, float]], champion: gate.ChampionScore | None, fingerprint: str
-) -> gate.Decision:
-    """Decide and move exactly one alias."""
-    return steps.promote(version, scores, champion, fingerprint)
+def _fingerprint(data_version: str, recipe: Recipe) -> str:
+    return tracking.fingerprint(
+        data_version, {"recipe": recipe.to_dict(), "backtest_origins": get_settings().backtest_origins}
+    )
+
+
+def _unchanged(data_version: str, recipe: Recipe, found: tracking.FoundVersion) -> TrainResult:
+    settings = get_settings()
+    champion = tracking.alias_version(tracking.client(settings), settings.model_name, gate.CHAMPION)
+    return TrainResult(
+        status="unchanged",
+        data_version=data_version,
+        model_name=settings.model_name,
+        model_version=found.version,
+        alias=(sorted(found.aliases) or [None])[0],
+        promoted=False,
+        reason=f"v{found.version} was trained on the same data, recipe and code; nothing registered",
+        recipe_fingerprint=recipe.fingerprint(),
+        run_id=found.run_id,
+        champion_version=str(champion.version) if champion is not None else None,
+        backtest_wape=float(found.tags["backtest_wape"]) if "backtest_wape" in found.tags else None,
+    )
 
 
 @flow(name="train")
-def train(version: str | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train, score, track and gate a model on a processed data version (default: the newest).
-
-    Returns ``{"status": "registered"|"unchanged", "version", "promoted", "alias", "reason", "data_version",
-    "test_wape", "run_id", ...}``; ``version`` is the registered model version.
-    """
+def train(data_version: str | None = None, params: dict[str, Any] | None = None) -> TrainResult:
+    """Backtest, refit, track and gate the candidate recipe on a processed data version (default: newest)."""
     logger = get_run_logger()
-    data_version = resolve_version_task(version)
-    effective = steps.effective_params(params)
-    fingerprint = tracking.fingerprint(data_version, effective)
-    previous = find_unchanged_task(data_version, fingerprint)
-    if previous is not None:
-        logger.info("unchanged: %s", previous["reason"])
-        create_markdown_artifact(report.markdown(previous), key="train-report", description="Training result")
-        return previous
+    settings = get_settings()
+    data_version = resolve_version_task(data_version)
+    candidate = steps.candidate_recipe(params)
+    fingerprint = _fingerprint(data_version, candidate)
+    found = find_unchanged_task(fingerprint)
+    if found is not None:
+        result = _unchanged(data_version, candidate, found)
+        logger.info("unchanged: %s", result.reason)
+        create_markdown_artifact(report.markdown(result, settings.backtest_origins), key="train-report")
+        return result
 
-    run_id = start_run_task(data_version, effective, fingerprint)
-    model_version = None
+    incumbent = incumbent_task()
+    run_id = start_run_task(data_version, candidate, fingerprint)
+    registered: list[str] = []
     try:
-        fitted = fit_task(run_id, data_version, params)
-        scores = evaluate_task(run_id, data_version, fitted["model_uri"])
-        backtest = backtest_task(run_id, data_version, fitted["params"], fitted["num_rounds"])
-        champion = rescore_champion_task(run_id, data_version)
-        if champion is not None and champion.metrics is not None:
-            scores = {**scores, "champion": champion.metrics}
-        model_version = register_task(run_id, fitted["model_uri"], data_version, scores["model"]["wape"])
-        decision = promote_task(model_version, scores, champion, fingerprint)
+        evaluation = evaluate_task(run_id, data_version, candidate, incumbent.recipe if incumbent else None)
+        scores = evaluation.scores
+        rival = None
+        if "incumbent" in scores and incumbent is not None:
+            wape = scores["incumbent"]["model"]["wape"]
+            rival = gate.RecipeScore("incumbent", incumbent.recipe.fingerprint(), wape, incumbent.version)
+        candidate_wape = scores["candidate"]["model"]["wape"]
+        own = gate.RecipeScore("candidate", candidate.fingerprint(), candidate_wape)
+        decision = gate.decide(own, rival, evaluation.baseline_wapes())
+        expected_champion = incumbent.version if incumbent is not None else steps.current_champion()
+        version = fit_task(run_id, data_version, candidate, evaluation.factors["candidate"], candidate_wape)
+        registered.append(version)
+        champion_version = None
+        if decision.promote and decision.winner == "incumbent":
+            assert incumbent is not None and rival is not None
+            incumbent_fp = _fingerprint(data_version, incumbent.recipe)
+            again = find_unchanged_task(incumbent_fp)
+            if again is not None:
+                champion_version = again.version
+            else:
+                champion_version = fit_task(
+                    run_id, data_version, incumbent.recipe, evaluation.factors["incumbent"], rival.wape
+                )
+                registered.append(champion_version)
+        if decision.promote and steps.champion_moved(expected_champion):
+            decision = gate.Decision(
+                False, decision.winner, "@champion moved during this run; not compared with it",
+                decision.best_baseline, decision.best_baseline_wape,
+            )  # fmt: skip
+            champion_version = None
+        if champion_version is not None and champion_version not in (expected_champion,):
+            alias_task(
+                champion_version, gate.CHAMPION, decision.reason, _fingerprint(data_version, incumbent.recipe)
+            )
+        alias_task(version, decision.candidate_alias, decision.reason, fingerprint)
     except BaseException as exc:
         try:
-            steps.finish_run(run_id, failed=True, version=model_version, error=f"{type(exc).__name__}: {exc}")
+            steps.finish_run(run_id, failed=True, versions=registered, error=f"{type(exc).__name__}: {exc}")
         except Exception:  # the store may be what failed; never hide the original error
             logger.exception("could not mark MLflow run %s as failed", run_id)
         raise
     steps.finish_run(run_id, failed=False)
 
-    result = {
-        "status": "registered",
-        "version": model_version,
-        "promoted": decision.promote,
-        "alias": decision.alias,
-        "reason": decision.reason,
-        "data_version": data_version,
-        "test_wape": scores["model"]["wape"],
-        "coverage_p10_p90": scores["model"]["coverage_p10_p90"],
-        "baseline_wapes": {name: scores[name]["wape"] for name in baselines.BASELINES},
-        "champion_version": champion.version if champion is not None else None,
-        "champion_wape": champion.wape if champion is not None else None,
-        "backtest_wape_mean": backtest["wape_mean"],
-        "backtest": backtest,
-        "scores": scores,
-        "run_id": run_id,
-        "model_name": get_settings().model_name,
-    }
-    logger.info("model v%s → @%s: %s", model_version, decision.alias, decision.reason)
-    create_markdown_artifact(report.markdown(result), key="train-report", description="Training result")
+    model_scores = scores["candidate"]["model"]
+    result = TrainResult(
+        status="registered",
+        data_version=data_version,
+        model_name=settings.model_name,
+        model_version=version,
+        alias=decision.candidate_alias,
+        promoted=decision.promote,
+        reason=decision.reason,
+        recipe_fingerprint=candidate.fingerprint(),
+        run_id=run_id,
+        champion_version=steps.current_champion(),
+        backtest_wape=candidate_wape,
+        coverage_p10_p90=model_scores["coverage_p10_p90"],
+        best_baseline=decision.best_baseline,
+        best_baseline_wape=decision.best_baseline_wape,
+        scores=scores["candidate"],
+        incumbent_scores=scores.get("incumbent", {}),
+    )
+    log = logger.info if decision.promote else logger.warning
+    log("model v%s → @%s: %s", version, result.alias, decision.reason)
+    create_markdown_artifact(report.markdown(result, settings.backtest_origins), key="train-report")
+    create_table_artifact(
+        [
+            {"forecaster": name, **{k: round(v, 4) for k, v in values.items()}}
+            for name, values in result.scores.items()
+        ],
+        key="backtest-table",
+        description=f"Rolling-origin backtest on {data_version}: the model and every baseline",
+    )
     return result
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> TrainResult:
     """CLI entry point."""
     parser = argparse.ArgumentParser(prog="python -m flows.train", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", help="processed data version (default: the newest published)")
-    parser.add_argument("--params", type=json.loads, help="JSON object of training parameter overrides")
+    parser.add_argument("--data-version", help="processed data version (default: the newest published)")
+    parser.add_argument("--version", dest="legacy_version", help=argparse.SUPPRESS)  # deprecated alias
+    parser.add_argument("--params", type=json.loads, help="JSON object of recipe overrides")
     args = parser.parse_args(argv)
-    result = train(version=args.version, params=args.params)
-    print(json.dumps({k: v for k, v in result.items() if k not in ("scores", "backtest")}, indent=2))
+    if args.legacy_version:
+        print("flows.train: --version is deprecated, use --data-version", flush=True)
+    result = train(data_version=args.data_version or args.legacy_version, params=args.params)
+    print(json.dumps(result.summary(), indent=2))
+    return result
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ class TamalesForecast:
         settings = get_settings()
         self.model = model_io.load(self.forecaster)
         # Fail at start-up rather than on every request if this model cannot score a feature row.
-        predict_quantiles(self.model.booster, encode_row({}))
+        predict_quantiles(self.model.booster, encode_row({}, self.model.spec.features), self.model.spec)
         self.cache = FeatureCache(get_feature_store(settings), settings.feature_cache_ttl_seconds)
         if not self.cache.refresh():
             logger.warning("feature store unreachable at start-up; not ready until it answers")
@@ -94,7 +94,7 @@ class TamalesForecast:
         return self.cache.loaded
 
     def _predict_rows(self, X: np.ndarray) -> np.ndarray:
-        return predict_quantiles(self.model.booster, X)
+        return predict_quantiles(self.model.booster, X, self.model.spec)
 
     @bentoml.api(route=contract.PREDICT_ROUTE)
     async def predict(self, productid: contract.ProductId) -> Prediction:
@@ -108,7 +108,7 @@ class TamalesForecast:
                 return JSONResponse(contract.store_unavailable(productid), status_code=503)
             if row is None:
                 return JSONResponse(contract.unknown_product(productid), status_code=404)
-        quantiles = await self.batcher.submit(encode_row(row))
+        quantiles = await self.batcher.submit(encode_row(row, self.model.spec.features))
         return JSONResponse(contract.prediction_body(productid, row, quantiles, self.model.version))
 
     @bentoml.api(route=contract.BATCH_ROUTE)
@@ -118,7 +118,7 @@ class TamalesForecast:
         known = [pid for pid in dict.fromkeys(productids) if found.get(pid) is not None]
         bodies: dict[str, dict[str, Any]] = {}
         if known:
-            X = np.vstack([encode_row(found[pid]) for pid in known])
+            X = np.vstack([encode_row(found[pid], self.model.spec.features) for pid in known])
             for pid, quantiles in zip(known, self._predict_rows(X), strict=True):
                 bodies[pid] = {
                     **contract.prediction_body(pid, found[pid], quantiles, self.model.version),

@@ -11,6 +11,8 @@ from typing import Any
 
 import xgboost as xgb
 
+from training.forecast import ModelSpec, spec_of
+
 BOOSTER_FILE = "booster.ubj"
 LABEL_REGISTERED_MODEL = "mlflow_model"
 LABEL_MLFLOW_VERSION = "mlflow_version"
@@ -23,6 +25,7 @@ class LoadedModel:
     """The booster ready for single-row prediction plus what the responses report about it."""
 
     booster: xgb.Booster
+    spec: ModelSpec  # the feature columns to encode and the transform around the booster
     version: str
     labels: dict[str, str]
     metadata: dict[str, Any]
@@ -36,6 +39,7 @@ def load(stored: Any) -> LoadedModel:
     labels = dict(stored.info.labels)
     return LoadedModel(
         booster=booster,
+        spec=spec_of(booster),
         version=labels.get(LABEL_MLFLOW_VERSION, str(stored.tag.version)),
         labels=labels,
         metadata=dict(stored.info.metadata),

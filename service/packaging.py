@@ -127,7 +127,7 @@ def import_champion(champion: Champion, settings: Settings | None = None) -> str
     booster = mlflow.xgboost.load_model(f"models:/{champion.name}/{champion.version}")
     # Fails here (not in the service) for a booster the current training code did not produce.
     metadata: dict[str, Any] = {
-        **forecast.model_metadata(forecast.seasonal_weight(booster)),
+        **forecast.model_metadata(forecast.spec_of(booster)),
         "mlflow_alias": champion.alias,
     }
     if champion.test_wape:

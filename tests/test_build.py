@@ -10,6 +10,7 @@ import pytest
 from features.build import build_features, densify, latest_rows, temporal_split
 from features.clean import CleaningCounts
 from features.schema import FEATURE_STORE_SCHEMA
+from tests.fixtures.frames import totals_frame
 
 
 def totals(
@@ -21,19 +22,8 @@ def totals(
         if gap is not None and i == gap:
             continue
         year, month = 2023 + (start - 1 + i) // 12, (start - 1 + i) % 12 + 1
-        rows.append(
-            (source, product, date(year, month, 1), 100.0 * (i + 1) * k, "Regular", "n", "Tamales Inc", False)
-        )
-    cols = [
-        "source",
-        "id_product",
-        "year_month",
-        "total_sales",
-        "calorie_category",
-        "product_name",
-        "producer",
-    ]
-    return pl.DataFrame(rows, schema=[*cols, "unknown_key"], orient="row")
+        rows.append((source, product, date(year, month, 1), 100.0 * (i + 1) * k))
+    return totals_frame(rows)
 
 
 def test_lags_count_from_the_target_month_and_use_only_the_past():

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from features.calendar import period_weeks
 from features.raw_layout import ERP_REGION_FOLDERS, MONTHS, classify
 from features.synth import DOC_PRODUCT, SynthSummary, generate, java_double, main
 
@@ -93,7 +94,7 @@ def test_every_file_is_classified_exactly_as_the_raw_layout_says(generated):
     assert summary.rows == {
         kind: len(rows_of(sample, kind)) for kind in ("erp_sales", "tei_fact", "tei_product", "tei_region")
     }
-    assert 8_000 < summary.rows["erp_sales"] < 60_000  # a few tens of thousands of rows by default
+    assert 3_000 < summary.rows["erp_sales"] < 60_000  # thousands of fragment rows by default
 
 
 def test_column_counts_and_values(sample):
@@ -222,8 +223,9 @@ def model_and_naive_errors(totals: dict[str, dict[int, float]], test_months: int
 
 
 @pytest.mark.parametrize("source", ["erp", "teinvento"])
-def test_signal_lags_and_seasonality_beat_the_last_value(sample, source):
-    totals = national_totals(sample, source)
+def test_easy_profile_has_a_learnable_signal(tmp_path, source):
+    generate(tmp_path / "easy", seed=7, profile="easy")
+    totals = national_totals(tmp_path / "easy", source)
     levels = [np.mean(list(s.values())) for s in totals.values()]
     assert max(levels) > 1e6 and min(levels) < 1e4  # levels span 10^3..10^7
     peak = [
@@ -235,6 +237,94 @@ def test_signal_lags_and_seasonality_beat_the_last_value(sample, source):
     assert np.mean(peak) > 0.3  # yearly seasonality peaking in December (vs June, per product)
     model, naive = model_and_naive_errors(totals)
     assert model < 0.6 * naive, (model, naive)
+
+
+def per_week(totals: dict[str, dict[int, float]], calendar: str) -> dict[str, dict[int, float]]:
+    """Totals divided by the weeks of their reporting period."""
+    return {
+        p: {t: v / period_weeks(t // 12, t % 12 + 1, calendar) for t, v in s.items()}
+        for p, s in totals.items()
+    }
+
+
+def test_realistic_market_vendor_reports_4_4_5_retail_periods(sample):
+    totals = national_totals(sample, "teinvento")
+    big = [s for s in totals.values() if np.mean(list(s.values())) > 1e4]
+    ratios = [  # a 5-week month over the mean of its 4-week neighbours
+        s[t] / np.mean([s[t - 1], s[t + 1]])
+        for s in big
+        for t in s
+        if t % 3 == 2 and {t - 1, t + 1} <= set(s)
+    ]
+    assert 1.15 < np.median(ratios) < 1.35  # ~25 % more for flat demand
+    flat = per_week(totals, "4-4-5")
+    ratios_per_week = [
+        s[t] / np.mean([s[t - 1], s[t + 1]])
+        for s in flat.values()
+        for t in s
+        if t % 3 == 2 and {t - 1, t + 1} <= set(s)
+    ]
+    assert abs(np.median(ratios_per_week) - 1) < 0.08  # per week of sales the effect is gone
+
+
+def test_realistic_shock_hits_every_product_at_once_and_partly_recovers(sample):
+    shock = month_index("2020", "Mar")
+    for source, calendar in (("erp", "month"), ("teinvento", "4-4-5")):
+        rates = per_week(national_totals(sample, source), calendar)
+        drops = [
+            np.log(s[shock] / s[shock - 1])
+            for s in rates.values()
+            if {shock - 1, shock} <= set(s) and s[shock - 1] > 100
+        ]
+        assert np.median(drops) < -0.2 and np.mean(np.array(drops) < 0) > 0.7, (source, drops)
+    erp = per_week(national_totals(sample, "erp"), "month")
+    recovery = [
+        np.log(s[shock + 5] / s[shock])
+        for s in erp.values()
+        if {shock, shock + 5} <= set(s) and s[shock] > 100
+    ]
+    below = [
+        np.log(s[shock + 5] / s[shock - 1])
+        for s in erp.values()
+        if {shock - 1, shock + 5} <= set(s) and s[shock - 1] > 100
+    ]
+    assert np.median(recovery) > 0 and np.median(below) < 0  # partly recovered, still below
+
+
+def test_realistic_products_include_launches_discontinued_tiny_and_intermittent_ones(sample):
+    for source in ("erp", "teinvento"):
+        totals = national_totals(sample, source)
+        last = max(t for s in totals.values() for t in s)
+        first = min(t for s in totals.values() for t in s)
+        assert any(min(s) > first + 2 for s in totals.values())  # launched during the history
+        assert any(len(s) <= 2 and max(s) == last for s in totals.values())  # 1-2 months of history
+        assert any(max(s) < last - 1 for s in totals.values())  # discontinued
+    tei = national_totals(sample, "teinvento")
+    tiny = [s for s in tei.values() if np.mean(list(s.values())) < 10]
+    assert len(tiny) >= 2 and any(0.0 in s.values() for s in tiny)  # tiny and intermittent
+
+    # Heteroscedastic: month-to-month changes are relatively larger for small products.
+    def volatility(s: dict[int, float]) -> float:
+        values = np.array([s[t] for t in sorted(s) if s[t] > 0])
+        return float(np.std(np.diff(np.log(values))))
+
+    by_size = sorted(
+        (np.mean(list(s.values())), volatility(s))
+        for s in tei.values()
+        if len(s) > 12 and min(s.values()) > 0
+    )
+    assert np.mean([v for _, v in by_size[:3]]) > 1.5 * np.mean([v for _, v in by_size[-3:]])
+
+
+def test_a_cut_delivery_is_the_same_history_a_month_earlier(sample, tmp_path):
+    earlier = generate(tmp_path / "earlier", seed=7, cut=1)
+    assert earlier.deliveries == {"erp": "20200814", "teinvento": "20200522"}
+    for source in ("erp", "teinvento"):
+        full, cut = national_totals(sample, source), national_totals(tmp_path / "earlier", source)
+        end = max(t for s in full.values() for t in s)
+        assert max(t for s in cut.values() for t in s) == end - 1
+        for product, series in cut.items():
+            assert series == pytest.approx({t: v for t, v in full[product].items() if t < end})
 
 
 def test_java_double_matches_java_double_to_string():

@@ -1,8 +1,9 @@
 """The ``train`` flow under the session's Prefect harness, against the real MLflow store (SQLite + local
-artifacts in the session's temp state dir): tracking, the promotion gate, idempotency and failure atomicity.
+artifacts in the session's temp state dir): tracking, the recipe gate, idempotency and failure atomicity.
 
-The module trains on the sample data version and on *degraded* copies of it (training targets shuffled,
-same test split) to obtain genuinely worse candidates; it uses a registered model of its own.
+The module trains on the sample data version, on a *degraded* copy of it (model inputs shuffled across rows,
+same targets and sales) to obtain a genuinely worse candidate, and with a worse recipe on the same data; it
+uses a registered model of its own.
 """
 
 from __future__ import annotations
@@ -14,91 +15,82 @@ import pytest
 from mlflow import MlflowClient
 
 from features import processed
-from features.schema import FEATURE_COLUMNS
 from features.settings import get_settings
 from tests.fixtures import mlflow as mlflow_fixtures
-from training import baselines, gate, tracking
+from training import gate, reference, tracking
+from training.recipe import Recipe
 
 isolated_model = mlflow_fixtures.isolated_model
+# A recipe that reads only the 3-month level (no common factor, season, calendar or recent months).
+WORSE_RECIPE = {
+    "features": ["level_forecast", "months_of_history", "months_since_sale", "source"],
+    "base": "level_forecast",
+}
 
 
 @pytest.fixture(scope="module")
 def history(isolated_model: str, processed_version: str, prefect_harness) -> dict:
-    """Four trainings in a row, with the aliases after each:
-
-    1. bad data first (must not become champion), 2. good data (first champion), 3. bad data again (must
-    not move the champion), 4. after the champion was pointed back at the bad version 1 *and* its stored
-    test WAPE tag was replaced by a flattering stale 0.0, good data with another seed (must win against the
-    champion re-scored now, not against the tag).
-    """
+    """Trainings in a row, with the aliases after each: 1. degraded data first (must not become champion),
+    2. the sample data (first champion), 3. a worse recipe on the same data (refused; the champion stays)."""
     from flows.train import train
 
-    client = mlflow_fixtures.client()
     result: dict = {}
-    result["bad_first"] = train(version=mlflow_fixtures.publish_shuffled_version(processed_version, 1))
-    result["aliases_bad_first"] = mlflow_fixtures.aliases(isolated_model)
-    result["good"] = train(version=processed_version)
+    result["degraded"] = train(data_version=mlflow_fixtures.publish_degraded_version(processed_version, 1))
+    result["aliases_degraded"] = mlflow_fixtures.aliases(isolated_model)
+    result["good"] = train(data_version=processed_version)
     result["aliases_good"] = mlflow_fixtures.aliases(isolated_model)
-    result["bad_later"] = train(version=mlflow_fixtures.publish_shuffled_version(processed_version, 2))
-    result["aliases_bad_later"] = mlflow_fixtures.aliases(isolated_model)
-    bad_version = result["bad_first"]["version"]
-    client.set_registered_model_alias(isolated_model, gate.CHAMPION, bad_version)
-    client.set_model_version_tag(isolated_model, bad_version, "test_wape", "0.0")
-    result["better"] = train(version=processed_version, params={"seed": 7})
-    result["aliases_better"] = mlflow_fixtures.aliases(isolated_model)
+    result["worse"] = train(data_version=processed_version, params=WORSE_RECIPE)
+    result["aliases_worse"] = mlflow_fixtures.aliases(isolated_model)
     return result
 
 
-def test_first_model_that_loses_to_a_baseline_is_only_a_challenger(history: dict, isolated_model: str):
-    bad = history["bad_first"]
-    assert bad["status"] == "registered" and bad["promoted"] is False and bad["alias"] == gate.CHALLENGER
-    assert bad["champion_version"] is None
-    assert bad["test_wape"] > min(bad["baseline_wapes"].values())
-    assert "does not beat baseline" in bad["reason"]
-    assert history["aliases_bad_first"] == {gate.CHALLENGER: bad["version"]}
-    tags = mlflow_fixtures.client().get_model_version(isolated_model, bad["version"]).tags
-    assert tags["gate_decision"] == gate.CHALLENGER and tags["gate_reason"] == bad["reason"]
+def test_a_recipe_that_loses_to_the_best_statistical_baseline_is_refused(history: dict, isolated_model: str):
+    degraded = history["degraded"]
+    assert degraded.status == "registered" and not degraded.promoted and degraded.alias == gate.CHALLENGER
+    assert degraded.backtest_wape >= degraded.best_baseline_wape  # it genuinely loses ...
+    assert degraded.reason.startswith(
+        "no XGBoost recipe beats the best statistical baseline"
+    )  # ... and says so
+    assert degraded.best_baseline in reference.BASELINES and degraded.champion_version is None
+    assert history["aliases_degraded"] == {gate.CHALLENGER: degraded.model_version}
+    tags = mlflow_fixtures.client().get_model_version(isolated_model, degraded.model_version).tags
+    assert tags["gate_decision"] == gate.CHALLENGER and tags["gate_reason"] == degraded.reason
 
 
-def test_first_model_that_beats_the_baselines_becomes_champion(history: dict):
+def test_the_default_recipe_beats_every_baseline_and_becomes_champion(history: dict):
     good = history["good"]
-    assert good["promoted"] is True and good["alias"] == gate.CHAMPION
-    assert "first champion" in good["reason"]
-    assert set(good["baseline_wapes"]) == set(baselines.BASELINES)
-    assert good["test_wape"] < min(good["baseline_wapes"].values())
+    assert good.promoted and good.alias == gate.CHAMPION and "first champion" in good.reason
+    assert set(reference.BASELINES) <= set(good.scores)
+    assert all(good.backtest_wape < good.scores[name]["wape"] for name in reference.BASELINES)
+    assert 0.6 <= good.coverage_p10_p90 <= 0.95  # calibrated out of sample: nominal 0.8
     assert history["aliases_good"] == {
-        gate.CHALLENGER: history["bad_first"]["version"],
-        gate.CHAMPION: good["version"],
+        gate.CHALLENGER: history["degraded"].model_version,
+        gate.CHAMPION: good.model_version,
     }
 
 
-def test_worse_candidate_does_not_move_the_champion(history: dict):
-    good, bad = history["good"], history["bad_later"]
-    assert bad["promoted"] is False and bad["alias"] == gate.CHALLENGER
-    assert bad["champion_version"] == good["version"]
-    # The champion was re-scored on the candidate's test split (the same test rows): the same number.
-    assert bad["champion_wape"] == pytest.approx(good["test_wape"], rel=1e-12)
-    assert history["aliases_bad_later"] == {gate.CHALLENGER: bad["version"], gate.CHAMPION: good["version"]}
-
-
-def test_better_candidate_wins_against_the_champion_re_scored_now(history: dict):
-    better, bad = history["better"], history["bad_first"]
-    assert better["champion_version"] == bad["version"]
-    # Not the stale "0.0" tag: the champion's WAPE was computed again on this test split.
-    assert better["champion_wape"] == pytest.approx(bad["test_wape"], rel=1e-12)
-    assert better["promoted"] is True and f"beats champion v{bad['version']}" in better["reason"]
-    assert history["aliases_better"][gate.CHAMPION] == better["version"]
-    assert history["aliases_better"][gate.CHALLENGER] == history["bad_later"]["version"]
+def test_a_worse_recipe_on_the_same_data_is_refused(history: dict):
+    good, worse = history["good"], history["worse"]
+    assert worse.incumbent_scores["model"]["wape"] == pytest.approx(good.backtest_wape, rel=1e-12)
+    assert worse.backtest_wape > good.backtest_wape  # the champion's recipe, refit on the same origins, wins
+    assert worse.alias == gate.CHALLENGER and "loses to the champion's recipe" in worse.reason
+    assert (
+        worse.champion_version == good.model_version
+    )  # the same recipe on the same data: nothing to refresh
+    assert history["aliases_worse"] == {
+        gate.CHALLENGER: worse.model_version,
+        gate.CHAMPION: good.model_version,
+    }
 
 
 def test_rerun_on_the_same_data_registers_nothing(history: dict, isolated_model: str, processed_version: str):
     from flows.train import train
 
     before = mlflow_fixtures.versions(isolated_model)
-    again = train(version=processed_version, params={"seed": 7})
-    assert again["status"] == "unchanged" and again["promoted"] is False
-    assert again["version"] == history["better"]["version"] and again["alias"] == gate.CHAMPION
-    assert again["test_wape"] == pytest.approx(history["better"]["test_wape"], abs=1e-6)
+    again = train(data_version=processed_version)
+    assert again.status == "unchanged" and not again.promoted
+    assert again.model_version == history["good"].model_version and again.alias == gate.CHAMPION
+    assert again.backtest_wape == pytest.approx(history["good"].backtest_wape, abs=1e-6)
     assert mlflow_fixtures.versions(isolated_model) == before
 
 
@@ -109,6 +101,7 @@ def test_failure_after_registering_leaves_the_aliases_and_a_rerun_finishes(
 
     before_aliases = mlflow_fixtures.aliases(isolated_model)
     before_versions = mlflow_fixtures.versions(isolated_model)
+    params = {"num_rounds": 90}
 
     def registry_down(self, name, alias, version):
         raise ConnectionError("registry unavailable (injected)")
@@ -117,7 +110,7 @@ def test_failure_after_registering_leaves_the_aliases_and_a_rerun_finishes(
     with monkeypatch.context() as patch:
         patch.setattr(MlflowClient, "set_registered_model_alias", registry_down)
         with pytest.raises(ConnectionError, match="injected"):
-            train(version=processed_version, params={"seed": 11})
+            train(data_version=processed_version, params=params)
 
     assert mlflow_fixtures.aliases(isolated_model) == before_aliases
     new_versions = [v for v in mlflow_fixtures.versions(isolated_model) if v not in before_versions]
@@ -128,65 +121,64 @@ def test_failure_after_registering_leaves_the_aliases_and_a_rerun_finishes(
     assert client.get_run(orphan.run_id).info.status == "FAILED"
 
     # The orphan is not mistaken for a complete training: the re-run trains, registers and gates again.
-    rerun = train(version=processed_version, params={"seed": 11})
-    assert rerun["status"] == "registered" and rerun["version"] not in before_versions + new_versions
-    assert mlflow_fixtures.aliases(isolated_model)[rerun["alias"]] == rerun["version"]
+    rerun = train(data_version=processed_version, params=params)
+    assert rerun.status == "registered" and rerun.model_version not in before_versions + new_versions
+    assert mlflow_fixtures.aliases(isolated_model)[rerun.alias] == rerun.model_version
 
 
-def test_the_run_records_params_metrics_plots_quality_report_and_model(
+def test_the_run_records_the_recipe_backtest_table_plots_and_model(
     history: dict, isolated_model: str, processed_version: str
 ):
     good = history["good"]
     client = mlflow_fixtures.client()
-    run = client.get_run(good["run_id"])
+    run = client.get_run(good.run_id)
     assert run.info.status == "FINISHED"
     params = run.data.params
     assert params["data_version"] == processed_version
-    assert json.loads(params["features"]) == list(FEATURE_COLUMNS)
-    assert params["objective"] == "reg:quantileerror"
-    assert json.loads(params["quantile_alpha"]) == [0.1, 0.5, 0.9]
+    recipe = Recipe.from_json(params["recipe"])
+    assert recipe.fingerprint() == good.recipe_fingerprint and recipe.calendars == get_settings().calendars
     assert params["git_commit"] and params["code_digest"] == tracking.code_digest()
     metrics = run.data.metrics
-    assert metrics["test_wape"] == pytest.approx(good["test_wape"])
-    for name in baselines.BASELINES:
-        for key in ("wape", "mae", "rmse", "bias", "wape_erp", "wape_teinvento"):
-            assert f"{name}_test_{key}" in metrics
-        assert f"{name}_backtest_wape_mean" in metrics
-    for key in ("test_coverage_p10_p90", "backtest_wape_mean", "backtest_wape_origin_1", "validation_wape"):
-        assert key in metrics
-    assert "champion_test_wape" in client.get_run(history["bad_later"]["run_id"]).data.metrics
+    assert metrics["backtest_wape"] == pytest.approx(good.backtest_wape)
+    for key in ("wape_erp", "wape_teinvento", "bias", "coverage_p10_p90", "coverage_p10_p90_teinvento"):
+        assert f"backtest_{key}" in metrics
+    for name in ("AutoETS_cycle", "AutoTheta_12", "AutoARIMA_12", "last_value", "seasonal_naive"):
+        assert f"backtest_{name}_wape" in metrics
 
-    artifacts = {a.path for a in client.list_artifacts(good["run_id"])}
-    assert {"plots", "data_quality.json", "test_predictions.csv", "tuning.json", "backtest.json"} <= artifacts
-    plots = {a.path for a in client.list_artifacts(good["run_id"], "plots")}
-    assert "plots/feature_importance.png" in plots and "plots/forecast_vs_actual_01.png" in plots
-    quality = json.loads(Path(client.download_artifacts(good["run_id"], "data_quality.json")).read_text())
+    artifacts = {a.path for a in client.list_artifacts(good.run_id)}
+    expected = {"plots", "data_quality.json", "recipe.json", "backtest_table.md", "backtest_predictions.csv"}
+    assert expected <= artifacts
+    table = Path(client.download_artifacts(good.run_id, "backtest_table.md")).read_text()
+    assert "| model |" in table and "| AutoARIMA(cycle) |" in table
+    plots = {a.path for a in client.list_artifacts(good.run_id, "plots")}
+    assert {"plots/backtest_error_by_origin.png", "plots/backtest_teinvento_01.png"} <= plots
+    quality = json.loads(Path(client.download_artifacts(good.run_id, "data_quality.json")).read_text())
     assert quality == processed.read_quality_report(processed_version)
 
-    version = client.get_model_version(isolated_model, good["version"])
-    assert version.run_id == good["run_id"]
-    assert version.tags["data_version"] == processed_version
-    assert float(version.tags["test_wape"]) == pytest.approx(good["test_wape"], abs=1e-6)
+    version = client.get_model_version(isolated_model, good.model_version)
+    assert version.run_id == good.run_id and version.tags["data_version"] == processed_version
+    assert Recipe.from_json(version.tags["recipe"]) == recipe
     # The model's files live with the run's experiment under the state dir (not in the CWD's ./mlruns).
-    assert version.source.startswith("models:/m-")
     logged = client.get_logged_model(version.source.removeprefix("models:/"))
-    assert logged.experiment_id == run.info.experiment_id and logged.source_run_id == good["run_id"]
+    assert logged.experiment_id == run.info.experiment_id and logged.source_run_id == good.run_id
     assert logged.artifact_location.startswith(get_settings().mlflow_artifact_root)
-    booster = tracking.load_booster(f"models:/{isolated_model}@{gate.CHAMPION}")
-    assert type(booster).__name__ == "Booster" and booster.num_features() == len(FEATURE_COLUMNS)
+    booster = tracking.load_booster(f"models:/{isolated_model}/{good.model_version}")
+    from training import forecast, model
+
+    assert model.recipe_of(booster) == recipe and forecast.spec_of(booster).features == recipe.features
+    assert set(forecast.spec_of(booster).calibration) == {"erp", "teinvento"}
 
 
-def test_the_flow_publishes_a_markdown_report(history: dict):
+def test_the_flow_publishes_the_report_and_the_backtest_table(history: dict):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    only_reports = ArtifactFilter(key=ArtifactFilterKey(any_=["train-report"]))
+    keys = ArtifactFilter(key=ArtifactFilterKey(any_=["train-report", "backtest-table"]))
     with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=only_reports)
-    texts = [a.data for a in found]
-    better = history["better"]
-    decision = f"v{better['version']} → `@champion`"
-    report = next(t for t in texts if decision in t)
-    assert "| model |" in report and "| seasonal_naive |" in report
-    assert f"champion v{history['bad_first']['version']} (re-scored)" in report
-    assert "Rolling-origin backtest WAPE" in report
+        found = client.read_artifacts(artifact_filter=keys)
+    good = history["good"]
+    report = next(
+        a.data for a in found if a.key == "train-report" and f"v{good.model_version} → `@champion`" in a.data
+    )
+    assert "| model |" in report and "| AutoETS(cycle) |" in report and "first champion" in report
+    assert any(a.key == "backtest-table" for a in found)

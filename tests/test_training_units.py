@@ -1,5 +1,5 @@
-"""Unit tests of the training building blocks on small hand-made frames: metrics, baselines, folds, the gate
-rule, parameter resolution, the forecast transform and the report. No data chain, no MLflow."""
+"""Unit tests of the training building blocks on small hand-made inputs: metrics, recipes, the gate rule, the
+forecast transform and its fallback, interval calibration and the report. No data chain, no MLflow."""
 
 from __future__ import annotations
 
@@ -9,29 +9,35 @@ import math
 import numpy as np
 import polars as pl
 import pytest
+import xgboost as xgb
 
-from features.schema import FEATURE_COLUMNS, FEATURE_STORE_SCHEMA, conform, encode_row, to_model_matrix
-from training import baselines, data, forecast, gate, metrics, model, report
+from features.schema import FEATURE_STORE_SCHEMA, conform, encode_row, to_model_matrix
+from training import calibration, forecast, gate, metrics, model, report
+from training.recipe import DEFAULT_FEATURES, Recipe
+from training.results import TrainResult
 
 
-def _rows(
-    n_months: int = 8, source: str = "erp", product: str = "P1", start=dt.date(2023, 1, 1)
-) -> list[dict]:
+def _rows(n_months: int = 8, source: str = "erp", product: str = "P1", scale: float = 1.0) -> list[dict]:
     rows = []
     for i in range(n_months):
-        month = dt.date(start.year + (start.month - 1 + i) // 12, (start.month - 1 + i) % 12 + 1, 1)
+        month = dt.date(2023 + i // 12, i % 12 + 1, 1)
         target_month = dt.date(month.year + month.month // 12, month.month % 12 + 1, 1)
         row = dict.fromkeys(FEATURE_STORE_SCHEMA)
+        level = (100.0 + i) * scale
         row |= {
             "id_product": product,
             "source": source,
             "year_month": month,
             "target_month": target_month,
-            "total_sales": 100.0 + i,
-            "target": 101.0 + i,
-            "lag_1": 100.0 + i,
-            "rolling_mean_3": 99.0 + i,
+            "total_sales": level,
+            "target": level * 1.01,
+            "lag_1": level,
+            "adj_lag_1": level,
+            "level_forecast": level * 0.99,
+            "common_factor_forecast": level,
             "target_month_of_year": target_month.month,
+            "months_of_history": i + 1,
+            "months_since_sale": 0,
             "calorie_category": "Regular",
             "producer": "Tamales Inc",
         }
@@ -44,129 +50,143 @@ def _frame(rows: list[dict]) -> pl.DataFrame:
 
 
 def test_metrics_on_hand_computed_values():
-    y = np.array([100.0, 200.0, 300.0])
-    f = np.array([110.0, 180.0, 300.0])
-    assert metrics.wape(y, f) == pytest.approx(30 / 600)
-    assert metrics.mae(y, f) == pytest.approx(10.0)
-    assert metrics.rmse(y, f) == pytest.approx(math.sqrt((100 + 400) / 3))
-    assert metrics.bias(y, f) == pytest.approx(-10 / 600)
-    assert metrics.coverage(y, f - 15, f + 15) == pytest.approx(2 / 3)
-    by_source = metrics.point_metrics(y, f, ["erp", "teinvento", "erp"])
-    assert by_source["wape_erp"] == pytest.approx(10 / 400)
-    assert by_source["wape_teinvento"] == pytest.approx(20 / 200)
-    with pytest.raises(ValueError, match="undefined"):
-        metrics.wape(np.zeros(2), np.ones(2))
+    actual, fc = np.array([100.0, 200.0]), np.array([110.0, 180.0])
+    assert metrics.wape(actual, fc) == pytest.approx(30 / 300)
+    assert metrics.bias(actual, fc) == pytest.approx(-10 / 300)
+    assert metrics.coverage(actual, np.array([90.0, 210.0]), np.array([120.0, 230.0])) == 0.5
+    with pytest.raises(ValueError):
+        metrics.wape(np.zeros(2), fc)
 
 
-def test_baselines_read_the_lags_with_their_fallbacks():
-    rows = _rows(3)
-    rows[0] |= {"lag_12": 80.0}
-    rows[1] |= {"rolling_mean_3": None}
-    df = _frame(rows)
-    assert baselines.baseline_forecast("last_value", df).tolist() == [100.0, 101.0, 102.0]
-    assert baselines.baseline_forecast("mean_3", df).tolist() == [99.0, 101.0, 101.0]  # falls back to lag_1
-    seasonal = baselines.baseline_forecast("seasonal_naive", df)
-    assert seasonal.tolist() == [80.0, 101.0, 102.0]  # lag_12, else lag_1
-    with pytest.raises(ValueError, match="unknown baseline"):
-        baselines.baseline_forecast("oracle", df)
+def test_recipe_round_trips_validates_and_takes_overrides():
+    recipe = Recipe(calendars={"erp": "month"})
+    assert Recipe.from_json(recipe.to_json()) == recipe
+    assert recipe.fingerprint() == Recipe.from_dict(recipe.to_dict()).fingerprint()
+    tuned = recipe.with_overrides({"max_depth": 3, "num_rounds": 20, "base": "level_forecast"})
+    assert tuned.params["max_depth"] == 3 and tuned.num_rounds == 20 and tuned.base == "level_forecast"
+    assert tuned.fingerprint() != recipe.fingerprint() and recipe.params["max_depth"] == 2
+    linear = recipe.with_overrides({"booster": "gblinear"})
+    assert "max_depth" not in linear.params and linear.booster_params()["objective"] == "reg:quantileerror"
+    with pytest.raises(ValueError, match="unknown features"):
+        Recipe(features=("nope", "source"))
+    with pytest.raises(ValueError, match="source"):
+        Recipe(features=tuple(f for f in DEFAULT_FEATURES if f != "source"))
+    with pytest.raises(ValueError, match="fixed"):
+        recipe.with_overrides({"objective": "reg:squarederror"})
 
 
-def test_folds_and_origins_are_time_ordered_per_source():
-    # erp ends in Sept 2023, teinvento a year earlier: each source's own last months form the folds.
-    df = _frame(_rows(8) + _rows(8, source="teinvento", product="T1", start=dt.date(2022, 1, 1)))
-    folds = data.validation_folds(df, n_months=2, n_folds=2)
-    for k, (fit, val) in enumerate(folds, start=1):
-        for source in ("erp", "teinvento"):
-            fit_months = fit.filter(pl.col("source") == source)["target_month"]
-            val_months = val.filter(pl.col("source") == source)["target_month"]
-            assert val_months.n_unique() == 2
-            assert fit_months.max() < val_months.min()  # never trains on the months it validates
-        assert fit.height + val.height == df.height - 4 * (k - 1)
-    assert folds[0][1]["target_month"].max() == df["target_month"].max()
-    fit, holdout = data.origin_split(df, origin=1)
-    assert holdout.height == 2 and fit.height == df.height - 2
-    with pytest.raises(ValueError, match="not enough months"):
-        data.validation_folds(df, n_months=4, n_folds=2)
+def test_gate_promotes_only_a_recipe_that_beats_every_baseline_including_statistical_ones():
+    baselines = {"last_value": 0.30, "AutoETS(cycle)": 0.20, "AutoARIMA(12)": 0.25}
+    loses = gate.decide(gate.RecipeScore("candidate", "abc", 0.21), None, baselines)
+    assert not loses.promote and loses.candidate_alias == gate.CHALLENGER
+    assert "no XGBoost recipe beats the best statistical baseline" in loses.reason
+    assert "AutoETS(cycle) 0.2000" in loses.reason and loses.best_baseline == "AutoETS(cycle)"
+    first = gate.decide(gate.RecipeScore("candidate", "abc", 0.15), None, baselines)
+    assert first.promote and first.candidate_alias == gate.CHAMPION and "first champion" in first.reason
 
 
-def test_gate_rule():
-    naive = {"last_value": 0.20, "mean_3": 0.25, "seasonal_naive": 0.10}
-    first = gate.decide(0.08, naive, None)
-    assert first.promote and first.alias == gate.CHAMPION and "seasonal_naive" in first.reason
-    loses_to_baseline = gate.decide(0.10, naive, None)  # a tie is not a win
-    assert not loses_to_baseline.promote and loses_to_baseline.alias == gate.CHALLENGER
-    assert "does not beat baseline seasonal_naive" in loses_to_baseline.reason
-    worse = gate.decide(0.08, naive, gate.ChampionScore("3", wape=0.07))
-    assert not worse.promote and "does not beat champion v3" in worse.reason
-    better = gate.decide(0.06, naive, gate.ChampionScore("3", wape=0.07))
-    assert better.promote and better.alias == gate.CHAMPION and "v3" in better.reason
-    unscorable = gate.decide(0.01, naive, gate.ChampionScore("3", error="OSError: gone"))
-    assert not unscorable.promote and "could not be re-scored" in unscorable.reason
-
-
-def test_params_overrides_pin_the_grid_and_reject_typos():
-    fixed, grid = model.resolve_params({"max_depth": 4, "seed": 7})
-    assert grid == [{"max_depth": 4}] and fixed["seed"] == 7
-    fixed, grid = model.resolve_params(None)
-    assert len(grid) == len(model.SEARCH_GRID) and fixed["objective"] == "reg:quantileerror"
-    assert fixed["quantile_alpha"] == [0.1, 0.5, 0.9]
-    with pytest.raises(ValueError, match="unknown training parameters"):
-        model.resolve_params({"max_dept": 4})
+def test_gate_compares_recipes_and_refreshes_the_winner():
+    baselines = {"mean_3": 0.30}
+    same = gate.RecipeScore("incumbent", "abc", 0.20, "4")
+    refresh = gate.decide(gate.RecipeScore("candidate", "abc", 0.21), same, baselines)
+    assert refresh.promote and refresh.winner == "candidate" and "refreshed" in refresh.reason
+    worse = gate.decide(gate.RecipeScore("candidate", "new", 0.25), same, baselines)
+    assert worse.promote and worse.winner == "incumbent" and worse.candidate_alias == gate.CHALLENGER
+    assert "loses to the champion's recipe abc" in worse.reason
+    better = gate.decide(gate.RecipeScore("candidate", "new", 0.18), same, baselines)
+    assert better.promote and better.winner == "candidate" and better.candidate_alias == gate.CHAMPION
+    neither = gate.decide(
+        gate.RecipeScore("candidate", "new", 0.35), gate.RecipeScore("incumbent", "abc", 0.31), baselines
+    )
+    assert not neither.promote and neither.winner == "incumbent" and "no XGBoost recipe" in neither.reason
 
 
 def test_transform_is_scale_free_and_matches_serving_encoding():
-    rows = _rows(2)
-    rows[0] |= {"lag_12": 90.0, "rolling_std_3": 5.0}
-    X = to_model_matrix(_frame(rows))
-    assert np.array_equal(np.vstack([encode_row(r) for r in rows]), X, equal_nan=True)
-    Z = forecast.model_inputs(X * 100)  # sales of ~10^4 ...
-    Z_scaled = forecast.model_inputs(X * 100_000)  # ... and of ~10^7
-    level = FEATURE_COLUMNS.index(forecast.LEVEL_FEATURE)
-    relative = [i for i, c in enumerate(FEATURE_COLUMNS) if c.startswith(("lag_", "rolling_std_"))]
-    # Sales inputs are relative to the level: scaling a product's history leaves them (nearly: log1p) unchanged
-    assert np.allclose(Z[:, relative], Z_scaled[:, relative], atol=1e-2, equal_nan=True)
-    # and only the level column carries the size.
-    assert np.all(Z_scaled[:, level] > Z[:, level])
-    label = forecast.model_label(np.array([101.0, 102.0]), X, 0.5)
-    base = forecast.log_base(X, 0.5)
-    assert base[0] == pytest.approx(0.5 * np.log1p(90.0) + 0.5 * np.log1p(99.0))  # geometric blend
-    assert base[1] == pytest.approx(np.log1p(100.0))  # no lag_12: the level alone
-    assert np.allclose(np.expm1(label + base), [101.0, 102.0])
+    recipe = Recipe()
+    spec = model.spec_of(recipe)
+    small, large = _rows(2), _rows(2, scale=1e5)
+    X = to_model_matrix(_frame(small), recipe.features)
+    assert np.array_equal(np.vstack([encode_row(r, recipe.features) for r in small]), X, equal_nan=True)
+    X_large = to_model_matrix(_frame(large), recipe.features)
+    Z, Z_large = forecast.model_inputs(X, spec), forecast.model_inputs(X_large, spec)
+    relative = list(spec.sales_idx)
+    # Sales inputs are relative to the base: scaling a product's history leaves them (nearly) unchanged ...
+    assert np.allclose(Z[:, relative], Z_large[:, relative], atol=1e-2, equal_nan=True)
+    base = recipe.features.index(recipe.base)
+    assert np.all(Z_large[:, base] > Z[:, base])  # ... and only the base column carries the size.
+    label = forecast.model_label(np.array([101.0, 102.0]), X, spec)
+    assert np.allclose(np.expm1(label + forecast.log_base(X, spec)), [101.0, 102.0])
     with pytest.raises(ValueError, match="feature matrix"):
-        forecast.model_inputs(X[:, :-1])
+        forecast.model_inputs(X[:, :-1], spec)
+
+
+def _tiny_booster(recipe: Recipe) -> xgb.Booster:
+    rows = _frame([*_rows(12, product="a"), *_rows(12, product="b", scale=50.0)])
+    return model.fit(rows, recipe.with_overrides({"num_rounds": 5}))
+
+
+def test_fit_stores_spec_and_recipe_and_predicts_ordered_finite_quantiles():
+    recipe = Recipe()
+    booster = _tiny_booster(recipe)
+    assert model.recipe_of(booster).fingerprint() == recipe.with_overrides({"num_rounds": 5}).fingerprint()
+    spec = forecast.spec_of(booster)
+    X = to_model_matrix(_frame(_rows(12, product="a")), spec.features)
+    q = forecast.predict_quantiles(booster, X)
+    assert np.all(np.isfinite(q)) and np.all(q >= 0) and np.all(np.diff(q, axis=1) >= 0)
+
+
+def test_short_or_stale_series_get_the_documented_fallback():
+    booster = _tiny_booster(Recipe())
+    spec = forecast.spec_of(booster)
+    new, stale, gone = _rows(1)[0], _rows(8)[-1], _rows(8)[-1]
+    stale |= {"months_since_sale": 1, "total_sales": None}
+    gone |= {"months_since_sale": forecast.STALE_MONTHS, "total_sales": None}
+    X = np.vstack([encode_row(r, spec.features) for r in (new, stale, gone)])
+    q = forecast.predict_quantiles(booster, X)
+    base = np.expm1(forecast.log_base(X, spec))
+    assert np.allclose(q[:, 1], base)  # p50 = the last known level for the target period
+    assert np.all(q[:, 0] <= base * forecast.FALLBACK_BAND[0] + 1e-9)
+    assert np.all(q[:, 2] >= base * forecast.FALLBACK_BAND[1] - 1e-9)
+    assert q[2, 0] == 0.0 and q[1, 0] > 0  # no sales for STALE_MONTHS: possibly discontinued
+    empty = encode_row({"source": "erp"}, spec.features)  # nothing known at all: 0, never NaN
+    q_empty = forecast.predict_quantiles(booster, empty)
+    assert np.all(np.isfinite(q_empty)) and q_empty[0, 0] == q_empty[0, 1] == 0.0
+
+
+def test_calibration_factors_make_the_band_cover_the_backtest():
+    rng = np.random.default_rng(0)
+    n = 400
+    # heads 0.1 apart on the model scale, actual spread 3x as wide: factors ~3 on both sides
+    raw = pl.DataFrame({"raw_p10": -0.1 * np.ones(n), "raw_p50": np.zeros(n), "raw_p90": 0.1 * np.ones(n)})
+    frame = raw.with_columns(
+        log_actual=pl.Series(rng.normal(0, 0.3 / 1.2816, n)),
+        source=pl.lit("erp"),
+        fallback=pl.lit(False),
+        target_month=pl.Series([dt.date(2024, 1 + i % 6, 1) for i in range(n)]),
+    )
+    factors = calibration.fit_factors(calibration.scores(frame))
+    low, high = factors["erp"]
+    assert 2.4 < low < 3.6 and 2.4 < high < 3.6
+    out = forecast.calibrate(
+        frame.select("raw_p10", "raw_p50", "raw_p90").to_numpy(), np.array(["erp"] * n), factors
+    )
+    inside = (frame["log_actual"].to_numpy() >= out[:, 0]) & (frame["log_actual"].to_numpy() <= out[:, 2])
+    assert 0.75 <= inside.mean() <= 0.85
+    assert set(calibration.leave_one_origin_out(calibration.scores(frame))) == set(frame["target_month"])
 
 
 def test_report_renders_the_table_and_the_decision():
     scores = {
-        "model": {
-            "wape": 0.05,
-            "mae": 10,
-            "rmse": 12,
-            "bias": 0.01,
-            "coverage_p10_p90": 0.8,
-            "wape_erp": 0.04,
-        },
-        "seasonal_naive": {"wape": 0.07, "mae": 14.0, "rmse": 15.0, "bias": 0.0, "wape_erp": 0.06},
-        "champion": {"wape": 0.06, "mae": 11.0, "rmse": 13.0, "bias": 0.0, "coverage_p10_p90": 0.7},
+        "model": {"wape": 0.05, "wape_erp": 0.04, "bias": 0.01, "coverage_p10_p90": 0.8},
+        "mean_3": {"wape": 0.07},
     }
-    backtest = {
-        "origins": [{"target_months": ["2024-12-01"], "wape": 0.05}],
-        "wape_mean": 0.05,
-        "baseline_wape_mean": {"seasonal_naive": 0.07},
-    }
-    text = report.markdown(
-        {
-            "status": "registered",
-            "data_version": "v1",
-            "scores": scores,
-            "champion_version": "2",
-            "backtest": backtest,
-            "version": "3",
-            "alias": "champion",
-            "reason": "better",
-            "run_id": "abc",
-        }
-    )
-    assert "| model | 0.0500 | 10 | 12 | 0.0100 | 0.8000 | 0.0400 |" in text
-    assert "| champion v2 (re-scored) | 0.0600 |" in text
-    assert "v3 → `@champion` — better" in text
+    result = TrainResult(
+        status="registered", data_version="v1", model_name="m", model_version="3", alias="champion",
+        promoted=True, reason="better", recipe_fingerprint="abc", run_id="r", champion_version="3",
+        backtest_wape=0.05, scores=scores,
+    )  # fmt: skip
+    text = report.markdown(result, origins=6)
+    assert "| model | 0.0500 | 0.0400 | 0.0100 | 0.8000 |" in text
+    assert "| mean_3 | 0.0700 |  |  |  |" in text
+    assert "**Decision:** promoted to `@champion` — better." in text and "last 6 months" in text
+    assert math.isclose(result.summary()["backtest_wape"], 0.05) and "scores" not in result.summary()

@@ -1,7 +1,12 @@
-"""Promotion gate: ``@champion`` moves only to a model that beats the baselines and the re-scored champion.
+"""Promotion gate: recipes compete on the same rolling origins; the winner is refit and promoted.
 
-``decide`` is the pure rule. ``apply`` records it on the model version (tags), then moves exactly one alias —
-a single registry call, so the registry is never half promoted — and tags the version as complete last.
+``decide`` is the pure rule. The candidate recipe (this run's) and the incumbent recipe (the current
+champion's, when it is a different one) were backtested on the same origins as every baseline. The winner is
+the recipe with the lower backtest WAPE (the candidate on a tie, or when there is no incumbent). It is
+promoted — refit on all data and given ``@champion`` — only when it beats every baseline, statsforecast ones
+included. An unchanged recipe is therefore refreshed on every new delivery. A candidate that is not promoted
+becomes ``@challenger`` with the reason. ``apply`` records the decision on a model version (tags), then moves
+exactly one alias — a single registry call, so the registry is never half promoted.
 Registry aliases only; no stages (deprecated in MLflow).
 """
 
@@ -11,98 +16,79 @@ from dataclasses import asdict, dataclass
 
 from mlflow import MlflowClient
 
-from training import tracking
-
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 
 @dataclass(frozen=True)
-class ChampionScore:
-    """The current champion re-scored on the candidate's test set (``error`` set if that was impossible)."""
+class RecipeScore:
+    """A recipe's backtest WAPE (``role``: ``candidate`` or ``incumbent``; ``version``: the incumbent's)."""
 
-    version: str
-    wape: float | None = None
-    error: str | None = None
-    metrics: dict[str, float] | None = None
+    role: str
+    fingerprint: str
+    wape: float
+    version: str | None = None
 
 
 @dataclass(frozen=True)
 class Decision:
-    """Outcome of the gate: which alias the candidate gets and why."""
+    """Outcome of the gate: whether a model is promoted, which recipe won, and why."""
 
     promote: bool
-    alias: str
+    winner: str  # "candidate" or "incumbent": whose recipe is refit (and promoted if ``promote``)
     reason: str
+    best_baseline: str
+    best_baseline_wape: float
+
+    @property
+    def candidate_alias(self) -> str:
+        """The alias the candidate's model gets: champion only if it won and is promoted."""
+        return CHAMPION if self.promote and self.winner == "candidate" else CHALLENGER
 
     def as_dict(self) -> dict:
-        """Plain dict (for flow results and reports)."""
+        """Plain dict (for reports)."""
         return asdict(self)
 
 
-def decide(
-    candidate_wape: float, baseline_wapes: dict[str, float], champion: ChampionScore | None
-) -> Decision:
-    """Promote iff the candidate's test WAPE is strictly below the best baseline's and the champion's."""
-    best_name = min(baseline_wapes, key=baseline_wapes.get)
-    best = baseline_wapes[best_name]
-    if not candidate_wape < best:
-        return Decision(
-            False,
-            CHALLENGER,
-            f"test WAPE {candidate_wape:.4f} does not beat baseline {best_name} ({best:.4f})",
-        )
-    if champion is None:
-        return Decision(
-            True,
-            CHAMPION,
-            f"first champion: test WAPE {candidate_wape:.4f} beats baseline {best_name} ({best:.4f})",
-        )
-    if champion.error is not None or champion.wape is None:
-        return Decision(
-            False,
-            CHALLENGER,
-            f"current champion v{champion.version} could not be re-scored: {champion.error}",
-        )
-    if not candidate_wape < champion.wape:
-        return Decision(
-            False,
-            CHALLENGER,
-            f"test WAPE {candidate_wape:.4f} does not beat champion v{champion.version} ({champion.wape:.4f})",
-        )
-    return Decision(
-        True,
-        CHAMPION,
-        f"test WAPE {candidate_wape:.4f} beats champion v{champion.version} ({champion.wape:.4f}) "
-        f"and baseline {best_name} ({best:.4f})",
+def decide(candidate: RecipeScore, incumbent: RecipeScore | None, baselines: dict[str, float]) -> Decision:
+    """Apply the rule of the module docstring."""
+    best_name = min(baselines, key=baselines.__getitem__)
+    best = baselines[best_name]
+    rivals = incumbent is not None and incumbent.fingerprint != candidate.fingerprint
+    winner = incumbent if rivals and incumbent.wape < candidate.wape else candidate
+    lost = (
+        f"; candidate recipe {candidate.fingerprint} ({candidate.wape:.4f}) loses to the champion's "
+        f"recipe {incumbent.fingerprint} ({incumbent.wape:.4f})"
+        if rivals and winner is incumbent
+        else ""
     )
+    if not winner.wape < best:
+        reason = (
+            f"no XGBoost recipe beats the best statistical baseline: backtest WAPE {winner.wape:.4f} "
+            f"(recipe {winner.fingerprint}) vs {best_name} {best:.4f}{lost}"
+        )
+        return Decision(False, winner.role, reason, best_name, best)
+    against = f"beats the best baseline {best_name} ({best:.4f})"
+    if winner is incumbent:
+        reason = f"the champion's recipe wins again and is refreshed: backtest WAPE {winner.wape:.4f} {against}{lost}"
+    elif rivals:
+        reason = (
+            f"recipe {candidate.fingerprint} wins: backtest WAPE {candidate.wape:.4f} beats the champion's "
+            f"recipe {incumbent.fingerprint} ({incumbent.wape:.4f}) and {against}"
+        )
+    elif incumbent is None:
+        reason = f"first champion: backtest WAPE {candidate.wape:.4f} {against}"
+    else:
+        reason = f"recipe {candidate.fingerprint} refreshed on the newest data: backtest WAPE {candidate.wape:.4f} {against}"
+    return Decision(True, winner.role, reason, best_name, best)
 
 
 def apply(
-    mlflow_client: MlflowClient,
-    model_name: str,
-    version: str,
-    decision: Decision,
-    scored_champion: str | None,
-    fingerprint: str,
-) -> Decision:
-    """Record ``decision`` on ``version`` and move its alias; returns the decision actually applied.
-
-    If ``@champion`` moved since it was re-scored (``scored_champion``; a concurrent training), the candidate
-    was not compared with the real champion and becomes a challenger instead.
-    """
-    if decision.promote:
-        current = tracking.alias_version(mlflow_client, model_name, CHAMPION)
-        current_version = str(current.version) if current is not None else None
-        if current_version != scored_champion:
-            decision = Decision(
-                False,
-                CHALLENGER,
-                f"champion moved from v{scored_champion} to v{current_version} during this run; not compared",
-            )
-    mlflow_client.set_model_version_tag(model_name, version, "gate_decision", decision.alias)
-    mlflow_client.set_model_version_tag(model_name, version, "gate_reason", decision.reason)
-    mlflow_client.set_registered_model_alias(model_name, decision.alias, version)
+    mlflow_client: MlflowClient, model_name: str, version: str, alias: str, reason: str, fingerprint: str
+) -> None:
+    """Record the gate's outcome on ``version``, move ``alias`` to it, then mark the version complete."""
+    mlflow_client.set_model_version_tag(model_name, version, "gate_decision", alias)
+    mlflow_client.set_model_version_tag(model_name, version, "gate_reason", reason[:5000])
+    mlflow_client.set_registered_model_alias(model_name, alias, version)
     # Completion marker, written last: only complete versions count for the "unchanged" check.
     mlflow_client.set_model_version_tag(model_name, version, "fingerprint", fingerprint)
-    return decision

@@ -1,48 +1,54 @@
-"""Markdown summary of a training run (the Prefect artifact): metrics table and the gate's decision."""
+"""Markdown of a training run (the Prefect artifact and the MLflow ``backtest_table.md``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from training.results import TrainResult
 
 _COLUMNS = (
     ("wape", "WAPE"),
-    ("mae", "MAE"),
-    ("rmse", "RMSE"),
+    ("wape_erp", "WAPE erp"),
+    ("wape_teinvento", "WAPE teinvento"),
     ("bias", "bias"),
-    ("coverage_p10_p90", "p10–p90 cov."),
+    ("coverage_p10_p90", "p10–p90 coverage"),
+    ("coverage_p10_p90_erp", "coverage erp"),
+    ("coverage_p10_p90_teinvento", "coverage teinvento"),
 )
 
 
-def _cell(value: float | None, key: str) -> str:
-    if value is None:
-        return "–"
-    return f"{value:,.0f}" if key in ("mae", "rmse") else f"{value:.4f}"
-
-
-def markdown(result: dict[str, Any]) -> str:
-    """Render a ``flows.train.train`` result (registered or unchanged) as markdown."""
-    lines = [f"# Training on data version `{result['data_version']}`", ""]
-    if result["status"] == "unchanged":
-        lines += [f"**Unchanged** — {result['reason']}.", "", f"Test WAPE of v{result['version']}: "]
-        lines[-1] += f"{result['test_wape']:.4f}; aliases: {', '.join(result['aliases']) or 'none'}."
-        return "\n".join(lines) + "\n"
-    scores: dict[str, dict[str, float]] = result["scores"]
-    sources = sorted({k.removeprefix("wape_") for m in scores.values() for k in m if k.startswith("wape_")})
-    keys = [*_COLUMNS, *((f"wape_{s}", f"WAPE {s}") for s in sources)]
-    lines += ["| forecaster | " + " | ".join(title for _, title in keys) + " |"]
-    lines += ["|---" * (len(keys) + 1) + "|"]
+def backtest_table(scores: dict[str, dict[str, float]]) -> str:
+    """The model and every baseline on the same rolling origins, one row each (markdown)."""
+    keys = [(k, title) for k, title in _COLUMNS if any(k in s for s in scores.values())]
+    lines = [
+        "| forecaster | " + " | ".join(title for _, title in keys) + " |",
+        "|---" * (len(keys) + 1) + "|",
+    ]
     for name, values in scores.items():
-        label = f"champion v{result['champion_version']} (re-scored)" if name == "champion" else name
-        lines.append(f"| {label} | " + " | ".join(_cell(values.get(k), k) for k, _ in keys) + " |")
-    backtest = result["backtest"]
-    per_origin = ", ".join(f"{r['target_months'][-1]}: {r['wape']:.4f}" for r in backtest["origins"])
+        cells = [f"{values[k]:.4f}" if k in values else "" for k, _ in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def markdown(result: TrainResult, origins: int) -> str:
+    """Render a ``flows.train.train`` result (registered or unchanged) as markdown."""
+    lines = [f"# Training on data version `{result.data_version}`", ""]
+    if result.status == "unchanged":
+        lines += [f"**Unchanged** — {result.reason}.", ""]
+        return "\n".join(lines) + "\n"
     lines += [
+        f"Rolling-origin backtest: 1 month ahead, refit at each of the last {origins} months of each source.",
         "",
-        f"Rolling-origin backtest WAPE (refit per origin): mean {backtest['wape_mean']:.4f} ({per_origin}); "
-        + "baselines: "
-        + ", ".join(f"{k} {v:.4f}" for k, v in backtest["baseline_wape_mean"].items()),
+    ]
+    lines += [backtest_table(result.scores)]
+    if result.incumbent_scores:
+        lines += ["The champion's recipe on the same origins:", "", backtest_table(result.incumbent_scores)]
+    verdict = "promoted to `@champion`" if result.promoted else "not promoted"
+    lines += [
+        f"**Decision:** {verdict} — {result.reason}.",
         "",
-        f"**Decision:** v{result['version']} → `@{result['alias']}` — {result['reason']}.",
-        f"MLflow run `{result['run_id']}`.",
+        f"Model version v{result.model_version} → `@{result.alias}`; champion now "
+        f"v{result.champion_version or '–'}; recipe `{result.recipe_fingerprint}`; MLflow run `{result.run_id}`.",
     ]
     return "\n".join(lines) + "\n"

@@ -1,75 +1,79 @@
 """The steps of one training run, as plain functions the ``train`` flow's tasks call.
 
-Steps exchange small values only (data version, run id, model URI, metric dicts): each step reads the split
-it needs from the processed bucket and the model from MLflow.
+Steps exchange small values only (data version, run id, recipes as JSON, scores): each step reads the
+feature rows it needs from the processed bucket and writes its outputs to MLflow.
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import mlflow
 
 from features import processed
-from features.schema import FEATURE_COLUMNS
 from features.settings import Settings, get_settings
-from training import backtest, baselines, data, evaluate, forecast, gate, model, plots, tracking
+from training import backtest, evaluate, gate, model, plots, reference, report, tracking
+from training.data import load_rows
+from training.recipe import Recipe
 
 
-def resolve_data_version(version: str | None, settings: Settings | None = None) -> str:
-    """``version`` if given, else the newest published processed version."""
-    return version or processed.latest_version(settings)
+@dataclass(frozen=True)
+class Incumbent:
+    """The current ``@champion``: its model version, recipe and data version."""
+
+    version: str
+    recipe: Recipe
+    data_version: str
 
 
-def effective_params(overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """Everything that configures the fit (defaults, overrides, the tuning grid), for provenance/identity."""
-    fixed, grid = model.resolve_params(overrides)
-    return {**fixed, "search_grid": grid}
+@dataclass(frozen=True)
+class RecipeEvaluation:
+    """What the backtests found: scores per forecaster and interval factors of each recipe evaluated."""
+
+    scores: dict[str, dict[str, dict[str, float]]]  # "candidate"/"incumbent" -> forecaster -> metric
+    factors: dict[str, dict[str, tuple[float, float]]]  # role -> source -> (low, high)
+    best_baseline: str
+    best_baseline_wape: float
+
+    def baseline_wapes(self) -> dict[str, float]:
+        """Backtest WAPE of every baseline (same origins for every recipe)."""
+        return {name: self.scores["candidate"][name]["wape"] for name in reference.BASELINES}
 
 
-def find_unchanged(data_version: str, fingerprint: str, settings: Settings | None = None) -> dict | None:
-    """The result of an earlier complete training with the same fingerprint (None if there is none)."""
+def resolve_data_version(data_version: str | None, settings: Settings | None = None) -> str:
+    """``data_version`` if given, else the newest published processed version."""
+    return data_version or processed.latest_version(settings)
+
+
+def candidate_recipe(overrides: dict | None = None, settings: Settings | None = None) -> Recipe:
+    """This run's recipe: the default one with ``overrides``, recording the settings' calendars."""
     settings = settings or get_settings()
-    mlflow_client = tracking.client(settings)
-    found = tracking.find_version(mlflow_client, settings.model_name, "fingerprint", fingerprint)
-    if found is None:
+    return Recipe(calendars=settings.calendars).with_overrides(overrides)
+
+
+def incumbent(settings: Settings | None = None) -> Incumbent | None:
+    """The current champion and its recipe (None without a champion or when it records no recipe)."""
+    settings = settings or get_settings()
+    found = tracking.alias_version(tracking.client(settings), settings.model_name, gate.CHAMPION)
+    if found is None or "recipe" not in (found.tags or {}):
         return None
-    found = mlflow_client.get_model_version(settings.model_name, found.version)  # search omits aliases
-    champion = tracking.alias_version(mlflow_client, settings.model_name, gate.CHAMPION)
-    is_champion = champion is not None and str(champion.version) == str(found.version)
-    return {
-        "status": "unchanged",
-        "version": str(found.version),
-        "promoted": False,
-        "is_champion": is_champion,
-        # The alias it holds now (None once newer versions took its alias).
-        "alias": gate.CHAMPION if is_champion else (sorted(found.aliases) or [None])[0],
-        "aliases": list(found.aliases),
-        "data_version": data_version,
-        "test_wape": float(found.tags["test_wape"]),
-        "run_id": found.run_id,
-        "reason": f"v{found.version} was trained on the same data, parameters and code; nothing registered",
-    }
+    tags = found.tags
+    return Incumbent(str(found.version), Recipe.from_json(tags["recipe"]), tags.get("data_version", ""))
 
 
-def start_run(
-    data_version: str, params: dict[str, Any], fingerprint: str, settings: Settings | None = None
-) -> str:
+def find_unchanged(fingerprint: str, settings: Settings | None = None) -> tracking.FoundVersion | None:
+    """An earlier complete training with the same fingerprint (data, recipe and code), if any."""
+    settings = settings or get_settings()
+    return tracking.find_complete(tracking.client(settings), settings.model_name, fingerprint)
+
+
+def start_run(data_version: str, recipe: Recipe, fingerprint: str, settings: Settings | None = None) -> str:
     """Create the MLflow run with provenance params, tags and the data-quality report; returns its id."""
     settings = settings or get_settings()
     mlflow_client = tracking.client(settings)
     quality = processed.read_quality_report(data_version, settings)  # before the run: no orphan on failure
-    provenance = {
-        "data_version": data_version,
-        "git_commit": tracking.git_commit(),
-        "code_digest": tracking.code_digest(),
-        "features": list(FEATURE_COLUMNS),
-        "transform": forecast.TRANSFORM,
-        "quantiles": list(forecast.QUANTILES),
-    }
     run = mlflow_client.create_run(
         tracking.experiment_id(mlflow_client, settings),
         run_name=f"train-{data_version}",
@@ -77,123 +81,123 @@ def start_run(
     )
     run_id = run.info.run_id
     try:
-        tracking.log_params(mlflow_client, run_id, {**provenance, **params})
+        tracking.log_params(
+            mlflow_client,
+            run_id,
+            {
+                "data_version": data_version,
+                "git_commit": tracking.git_commit(),
+                "code_digest": tracking.code_digest(),
+                "recipe": recipe.to_json(),
+                "recipe_fingerprint": recipe.fingerprint(),
+                "backtest_origins": settings.backtest_origins,
+            },
+        )
         mlflow_client.log_dict(run_id, quality, "data_quality.json")
+        mlflow_client.log_dict(run_id, recipe.to_dict(), "recipe.json")
     except Exception:
         mlflow_client.set_terminated(run_id, "FAILED")
         raise
     return run_id
 
 
-def fit_and_log(run_id: str, data_version: str, overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """Tune and fit on ``train_set``; log the choice, the search and the model. Returns model URI + choice."""
-    mlflow_client = tracking.client()
-    train = data.load_split(data_version, "train_set")
-    fit = model.tune_and_fit(train, overrides)
-    chosen = {k: fit.params[k] for k in model.SEARCH_GRID[0]}
-    tracking.log_params(mlflow_client, run_id, {f"chosen_{k}": v for k, v in chosen.items()})
-    tracking.log_params(mlflow_client, run_id, {"num_rounds": fit.num_rounds, "train_rows": train.height})
-    tracking.log_metrics(mlflow_client, run_id, {"validation_wape": fit.validation_wape})
-    mlflow_client.log_dict(run_id, {"search": fit.search}, "tuning.json")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = plots.feature_importance(fit.booster, Path(tmp) / "feature_importance.png")
-        mlflow_client.log_artifact(run_id, str(path), "plots")
-    model_uri = tracking.log_model(mlflow_client, run_id, fit.booster, data.matrices(train).X)
-    return {"model_uri": model_uri, "params": fit.params, "num_rounds": fit.num_rounds}
-
-
-def evaluate_and_log(run_id: str, data_version: str, model_uri: str) -> dict[str, dict[str, float]]:
-    """Score the model and the baselines on ``test_set``; log metrics, predictions and forecast plots."""
-    mlflow_client = tracking.client()
-    test = data.load_split(data_version, "test_set")
-    history = data.load_split(data_version, "train_set")
-    result = evaluate.evaluate(tracking.load_booster(model_uri), test)
-    tracking.log_metrics(
-        mlflow_client, run_id, {**evaluate.flat_metrics(result.metrics), "test_rows": test.height}
-    )
+def evaluate_recipes(
+    run_id: str, data_version: str, candidate: Recipe, rival: Recipe | None, settings: Settings | None = None
+) -> RecipeEvaluation:
+    """Backtest the candidate (and the incumbent's recipe when it differs) and every baseline on the same
+    origins; log the comparison table, the per-row forecasts and the plots."""
+    settings = settings or get_settings()
+    mlflow_client = tracking.client(settings)
+    rows = load_rows(data_version, settings)
+    recipes = {"candidate": candidate}
+    if rival is not None and rival.fingerprint() != candidate.fingerprint():
+        recipes["incumbent"] = rival
+    results = {role: backtest.run(rows, r, settings.backtest_origins) for role, r in recipes.items()}
+    origins = results["candidate"].origins
+    baselines = reference.baseline_forecasts(rows, origins, settings.calendars)
+    compared = {role: evaluate.compare(result.predictions, baselines) for role, result in results.items()}
+    best_name, best = compared["candidate"].best_baseline()
+    for role, comparison in compared.items():
+        prefix = "backtest" if role == "candidate" else "incumbent_backtest"
+        tracking.log_metrics(mlflow_client, run_id, evaluate.flat_metrics(comparison.scores, prefix))
+    table = report.backtest_table(compared["candidate"].scores)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        result.predictions.write_csv(out / "test_predictions.csv")
-        mlflow_client.log_artifact(run_id, str(out / "test_predictions.csv"))
-        for path in plots.forecast_vs_actual(history, result.predictions, out / "plots"):
+        (out / "backtest_table.md").write_text(table)
+        compared["candidate"].rows.write_csv(out / "backtest_predictions.csv")
+        for name in ("backtest_table.md", "backtest_predictions.csv"):
+            mlflow_client.log_artifact(run_id, str(out / name))
+        for path in plots.backtest_plots(compared["candidate"].rows, rows, out / "plots"):
             mlflow_client.log_artifact(run_id, str(path), "plots")
-    return result.metrics
-
-
-def backtest_and_log(
-    run_id: str, data_version: str, params: dict[str, Any], num_rounds: int
-) -> dict[str, Any]:
-    """Rolling-origin backtest over the last origins (refit per origin); logs mean and per-origin WAPE."""
-    mlflow_client = tracking.client()
-    result = backtest.rolling_origin(
-        data.load_all(data_version), params, num_rounds, get_settings().test_months
+    mlflow_client.log_table(run_id, compared["candidate"].rows.to_pandas(), "backtest_predictions.json")
+    return RecipeEvaluation(
+        scores={role: c.scores for role, c in compared.items()},
+        factors={role: result.factors for role, result in results.items()},
+        best_baseline=best_name,
+        best_baseline_wape=best,
     )
-    flat = {"backtest_wape_mean": result["wape_mean"]}
-    flat.update({f"{name}_backtest_wape_mean": v for name, v in result["baseline_wape_mean"].items()})
-    flat.update({f"backtest_wape_origin_{r['origin']}": r["wape"] for r in result["origins"]})
-    tracking.log_metrics(mlflow_client, run_id, flat)
-    mlflow_client.log_dict(run_id, result, "backtest.json")
-    return result
 
 
-def rescore_champion(
-    run_id: str, data_version: str, settings: Settings | None = None
-) -> gate.ChampionScore | None:
-    """The current ``@champion`` scored on this data version's test set now (None if there is no champion)."""
+def fit_and_register(
+    run_id: str,
+    data_version: str,
+    recipe: Recipe,
+    factors: dict[str, tuple[float, float]],
+    backtest_wape: float,
+    settings: Settings | None = None,
+) -> str:
+    """Refit ``recipe`` on every labelled row with the backtest's interval factors, log the model in the run
+    and register it (no alias yet); returns the new model version."""
     settings = settings or get_settings()
     mlflow_client = tracking.client(settings)
-    champion = tracking.alias_version(mlflow_client, settings.model_name, gate.CHAMPION)
-    if champion is None:
-        return None
-    try:
-        booster = tracking.load_booster(f"models:/{settings.model_name}/{champion.version}")
-        transform = json.loads(booster.attr("transform") or "null")
-        if transform != forecast.TRANSFORM:
-            raise ValueError(f"it uses transform {transform!r}, this code scores {forecast.TRANSFORM!r}")
-        _, scores = evaluate.score_booster(booster, data.load_split(data_version, "test_set"))
-    except Exception as exc:  # any failure to reproduce its score blocks promotion (see gate.decide)
-        score = gate.ChampionScore(str(champion.version), error=f"{type(exc).__name__}: {exc}")
-        tracking.set_tags(mlflow_client, run_id, {"champion_rescore_error": score.error})
-        return score
-    tracking.log_metrics(mlflow_client, run_id, evaluate.flat_metrics({"champion": scores}))
-    tracking.set_tags(mlflow_client, run_id, {"champion_version": str(champion.version)})
-    return gate.ChampionScore(str(champion.version), wape=scores["wape"], metrics=scores)
+    rows = load_rows(data_version, settings)
+    booster = model.with_calibration(model.fit(rows, recipe), factors)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = plots.feature_importance(booster, Path(tmp) / f"feature_importance_{recipe.fingerprint()}.png")
+        mlflow_client.log_artifact(run_id, str(path), "plots")
+    model_uri = tracking.log_model(
+        mlflow_client, run_id, booster, model.matrices(model.labelled(rows), recipe).X
+    )
+    tags = {
+        "data_version": data_version,
+        "recipe": recipe.to_json(),
+        "recipe_fingerprint": recipe.fingerprint(),
+        "backtest_wape": f"{backtest_wape:.6f}",
+        "transform": tracking.forecast.TRANSFORM,
+    }
+    return str(mlflow.register_model(model_uri, settings.model_name, tags=tags).version)
 
 
-def register(
-    run_id: str, model_uri: str, data_version: str, test_wape: float, settings: Settings | None = None
-) -> str:
-    """Register the run's model as a new version of the registered model (no alias yet); its version."""
+def current_champion(settings: Settings | None = None) -> str | None:
+    """The version behind ``@champion`` now (None if there is none)."""
     settings = settings or get_settings()
-    tracking.client(settings)
-    tags = {"data_version": data_version, "test_wape": f"{test_wape:.6f}", "transform": forecast.TRANSFORM}
-    version = mlflow.register_model(model_uri, settings.model_name, tags=tags)
-    return str(version.version)
+    current = tracking.alias_version(tracking.client(settings), settings.model_name, gate.CHAMPION)
+    return str(current.version) if current is not None else None
 
 
-def promote(
-    version: str,
-    scores: dict[str, dict[str, float]],
-    champion: gate.ChampionScore | None,
-    fingerprint: str,
-    settings: Settings | None = None,
-) -> gate.Decision:
-    """Apply the promotion gate to a registered version (tags, then one alias move)."""
+def champion_moved(expected: str | None, settings: Settings | None = None) -> bool:
+    """True if ``@champion`` no longer points at ``expected`` (a concurrent training promoted another)."""
+    return current_champion(settings) != expected
+
+
+def apply_alias(
+    version: str, alias: str, reason: str, fingerprint: str, settings: Settings | None = None
+) -> None:
+    """Tag ``version`` with the gate's outcome and move ``alias`` to it (``training.gate.apply``)."""
     settings = settings or get_settings()
-    naive = {name: scores[name]["wape"] for name in baselines.BASELINES}
-    decision = gate.decide(scores[evaluate.MODEL]["wape"], naive, champion)
-    scored = champion.version if champion is not None else None
-    return gate.apply(tracking.client(settings), settings.model_name, version, decision, scored, fingerprint)
+    gate.apply(tracking.client(settings), settings.model_name, version, alias, reason, fingerprint)
 
 
-def finish_run(run_id: str, failed: bool, version: str | None = None, error: str | None = None) -> None:
-    """Close the run; on failure tag the registered version (if any) so it is never mistaken for complete."""
+def finish_run(
+    run_id: str, failed: bool, versions: list[str] | None = None, error: str | None = None
+) -> None:
+    """Close the run; on failure tag the registered versions so they are never mistaken for complete."""
     settings = get_settings()
     mlflow_client = tracking.client(settings)
-    if failed and version is not None:
-        mlflow_client.set_model_version_tag(
-            settings.model_name, version, "failed", error or "training failed"
-        )
     if failed:
+        for version in versions or []:
+            mlflow_client.set_model_version_tag(
+                settings.model_name, version, "failed", error or "training failed"
+            )
         tracking.set_tags(mlflow_client, run_id, {"error": (error or "")[:5000]})
     mlflow_client.set_terminated(run_id, "FAILED" if failed else "FINISHED")

@@ -11,6 +11,7 @@ import hashlib
 import importlib.metadata
 import json
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,6 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.models import infer_signature
 from mlflow.utils.time import get_current_time_millis
 
-from features.schema import FEATURE_COLUMNS
 from features.settings import Settings, get_settings
 from training import forecast
 
@@ -128,9 +128,11 @@ def set_tags(mlflow_client: MlflowClient, run_id: str, tags: dict[str, str]) -> 
 def log_model(mlflow_client: MlflowClient, run_id: str, booster: xgb.Booster, X: np.ndarray) -> str:
     """Log ``booster`` (xgboost flavour, so ``mlflow.xgboost.load_model`` returns a Booster); its model URI.
 
-    The signature and input example describe the booster's own input, i.e. ``forecast.model_inputs(X)``; the
-    MLmodel metadata records the transform that ``forecast.predict_quantiles`` applies around it.
+    ``X`` holds encoded feature rows (the booster's spec columns). The signature and input example describe
+    the booster's own input, i.e. ``forecast.model_inputs(X, spec)``; the MLmodel metadata records the spec
+    (features, base, interval calibration) that ``forecast.predict_quantiles`` applies around it.
     """
+    spec = forecast.spec_of(booster)
     run = mlflow_client.get_run(run_id)
     # Created here, in the run's experiment: left to itself MLflow files a model logged for a run that is not
     # the thread's active run under the *default* experiment, whose artifact root is ./mlruns in the CWD.
@@ -138,11 +140,11 @@ def log_model(mlflow_client: MlflowClient, run_id: str, booster: xgb.Booster, X:
         experiment_id=run.info.experiment_id,
         name=MODEL_ARTIFACT,
         source_run_id=run_id,
-        params=dict(run.data.params),
+        params={k: v[:6000] for k, v in run.data.params.items()},
     )
     finite = X[np.isfinite(X).all(axis=1)]
     rows = (finite if len(finite) else X)[:5]
-    example = pd.DataFrame(forecast.model_inputs(rows), columns=list(FEATURE_COLUMNS))
+    example = pd.DataFrame(forecast.model_inputs(rows, spec), columns=list(spec.features))
     output = np.asarray(booster.inplace_predict(example.to_numpy()), dtype=np.float32)
     info = mlflow.xgboost.log_model(
         booster,
@@ -150,7 +152,7 @@ def log_model(mlflow_client: MlflowClient, run_id: str, booster: xgb.Booster, X:
         signature=infer_signature(example, output),
         input_example=example,
         model_format="ubj",
-        metadata=forecast.booster_metadata(booster),
+        metadata=forecast.model_metadata(spec),
         # Explicit: otherwise MLflow infers them by exporting the whole uv lock file (slow, and not what the
         # booster needs). The bento pins its own environment from the ``serving`` dependency group.
         pip_requirements=_requirements(),
@@ -170,11 +172,28 @@ def _requirements() -> list[str]:
     return found
 
 
-def find_version(mlflow_client: MlflowClient, model_name: str, tag: str, value: str) -> ModelVersion | None:
-    """The newest version of ``model_name`` whose tag ``tag`` equals ``value``, if any."""
+@dataclass(frozen=True)
+class FoundVersion:
+    """A complete registered version found by its fingerprint, and the aliases it holds now."""
+
+    version: str
+    run_id: str
+    aliases: tuple[str, ...]
+    tags: dict[str, str]
+
+
+def find_complete(mlflow_client: MlflowClient, model_name: str, fingerprint: str) -> FoundVersion | None:
+    """The newest complete (``fingerprint``-tagged, not failed) version of ``model_name`` with that fingerprint."""
     quoted_name = model_name.replace("'", "\\'")
-    versions = mlflow_client.search_model_versions(f"name = '{quoted_name}' AND tags.{tag} = '{value}'")
-    return max(versions, key=lambda v: int(v.version), default=None)
+    found = mlflow_client.search_model_versions(
+        f"name = '{quoted_name}' AND tags.fingerprint = '{fingerprint}'"
+    )
+    complete = [v for v in found if "failed" not in (v.tags or {})]
+    newest = max(complete, key=lambda v: int(v.version), default=None)
+    if newest is None:
+        return None
+    newest = mlflow_client.get_model_version(model_name, newest.version)  # search omits aliases
+    return FoundVersion(str(newest.version), newest.run_id or "", tuple(newest.aliases), dict(newest.tags))
 
 
 def alias_version(mlflow_client: MlflowClient, model_name: str, alias: str) -> ModelVersion | None:
