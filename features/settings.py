@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     model_name: str = Field("tamales-sales-forecaster", description="MLflow registered model name")
     mlflow_experiment: str = Field("tamales-sales-forecaster", description="MLflow experiment name")
     test_months: int = Field(3, ge=1, description="Last N target months of each source form the test set")
+    min_row_share: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="A delivery whose region/table has fewer rows than this share of the previous delivery's"
+        " is incomplete (not published without allow_incomplete); 0 disables the comparison",
+    )
     feature_cache_ttl_seconds: float = Field(600.0, gt=0, description="Service feature cache refresh period")
 
     @property
