@@ -9,7 +9,8 @@ Rules (each has a unit test in tests/test_clean.py):
 - fragments and returns: all fragments of a (product, region, category, month) are netted by summing, so a
   return (negative fragment) reduces its month's total;
 - missing: the TeInvento quoted empty string ``""`` (and unparseable numbers) → missing, never 0; a month
-  whose fragments are all missing has a missing total;
+  whose fragments are all missing has a missing total, and a national total is missing when any of its
+  regions is (counted as ``product_months_partially_reported``: a partial sum would look like a drop);
 - out of range: a non-finite value or one beyond ±``MAX_ABS_SALES`` (ingest quarantines such files; this
   catches files ingested before that check) → missing, counted as ``sales_out_of_range``;
 - unknown keys: facts whose product or region is absent from its dimension, or named ``""``, are kept and
@@ -222,7 +223,14 @@ def monthly_totals(series: pl.DataFrame, counts: CleaningCounts) -> pl.DataFrame
         producer=pl.col("producer").drop_nulls().min(),
         unknown_key=pl.col("unknown_key").any(),
     )
-    totals = series.group_by(*keys, "year_month").agg(_net(pl.col("sales_micros"))[1].alias("total_sales"))
+    # A national total is only known when every region reported: a partial sum would look like a drop.
+    micros = pl.col("sales_micros")
+    totals = series.group_by(*keys, "year_month").agg(
+        total_sales=pl.when(micros.is_null().any()).then(None).otherwise(_net(micros)[1]),
+        partial=micros.is_null().any() & micros.is_not_null().any(),
+    )
+    counts.add("product_months_partially_reported", int(totals["partial"].sum()))
+    totals = totals.drop("partial")
     return (
         totals.join(dominant, on=keys, how="left")
         .join(attributes, on=keys, how="left")

@@ -115,6 +115,20 @@ def test_teinvento_missing_fragment_does_not_hide_the_others():
     assert out["sales"][0] == pytest.approx(1.9752487552490275e7)
 
 
+def test_national_total_is_missing_when_one_region_did_not_report():
+    """A partial sum would look like a drop in demand: the month is missing, counted, never undercounted."""
+    counts = CleaningCounts()
+    facts = [
+        ("2023", "Jan", "100", "446676598784", "85899345920"),  # two regions report
+        ("2023", "Jan", "50", "1", "85899345920"),
+        ("2023", "Feb", "110", "446676598784", "85899345920"),  # one region missing in February
+        ("2023", "Feb", "", "1", "85899345920"),
+    ]
+    totals = monthly_totals(_teinvento(facts), counts).sort("year_month")
+    assert totals["total_sales"].to_list() == [150.0, None]
+    assert counts.as_dict()["product_months_partially_reported"] == 1
+
+
 def test_teinvento_unknown_region_and_product_are_kept_and_flagged():
     counts = CleaningCounts()
     facts = [
