@@ -10,7 +10,9 @@ Rules (each has a unit test in tests/test_clean.py):
   return (negative fragment) reduces its month's total;
 - missing: the TeInvento quoted empty string ``""`` (and unparseable numbers) → missing, never 0; a month
   whose fragments are all missing has a missing total, and a national total is missing when any of its
-  regions is (``product_months_partially_reported``: a partial sum would look like a drop in demand);
+  regions is (counted as ``product_months_partially_reported``: a partial sum would look like a drop);
+- out of range: a non-finite value or one beyond ±``MAX_ABS_SALES`` (ingest quarantines such files; this
+  catches files ingested before that check) → missing, counted as ``sales_out_of_range``;
 - unknown keys: facts whose product or region is absent from its dimension, or named ``""``, are kept and
   flagged (``unknown_key``) instead of being dropped;
 - a product code seen under two calorie categories stays one series; its category is the one with most sales.
@@ -23,15 +25,18 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from features.raw_layout import ERP_REGION_FOLDERS, MONTHS, TABLES
+from features.raw_layout import ERP_REGION_FOLDERS, MAX_ABS_SALES, MONTHS, TABLES
 from features.schema import SOURCE_ERP, SOURCE_TEINVENTO
 
 ERP_COLUMNS = TABLES["erp_sales"].columns
 
 RESIDUE_ABS = 1e-6
 # Netting is done in integer micro-units: integer sums do not depend on the order in which a multi-threaded
-# group-by adds fragments, so the same input always yields bit-identical totals (and parquet bytes).
+# group-by adds fragments, so the same input always yields bit-identical totals (and parquet bytes). A value is
+# at most MAX_ABS_SALES * MICROS = 1e18 micro-units (fits int64); sums are taken in int128, which no realistic
+# number of fragments can overflow (int64 sums wrapped around: two fragments of 5e12 netted to -8.45e12).
 MICROS = 1_000_000
+NET_DTYPE = pl.Int128
 ERP_PRODUCER = "Tamales Inc"
 _MONTH_NUMBER = {name: i + 1 for i, name in enumerate(MONTHS)}
 
@@ -62,32 +67,36 @@ def _parse_sales(sales: pl.Expr) -> pl.Expr:
 
 
 def _count_and_apply_common(df: pl.DataFrame, counts: CleaningCounts, prefix: str) -> pl.DataFrame:
-    """Shared row rules: invalid month, missing/unparseable sales, residue, exact zeros, returns."""
+    """Shared row rules: invalid month, missing/unparseable/out-of-range sales, residue, exact zeros, returns."""
     counts.add(f"{prefix}.rows_read", df.height)
+    sales = pl.col("sales")
+    in_range = sales.abs() <= MAX_ABS_SALES  # false for NaN and ±inf too
     stats = df.select(
         invalid_month=pl.col("year_month").is_null().sum(),
-        missing_sales=(
-            pl.col("sales").is_null() & (pl.col("sales_raw").is_null() | (pl.col("sales_raw") == ""))
-        ).sum(),
-        unparseable_sales=(pl.col("sales").is_null() & (pl.col("sales_raw").str.strip_chars() != "")).sum(),
-        residue_to_zero=((pl.col("sales").abs() < RESIDUE_ABS) & (pl.col("sales") != 0)).sum(),
-        exact_zero=(pl.col("sales") == 0).sum(),
-        returns_netted=(pl.col("sales") <= -RESIDUE_ABS).sum(),
+        missing_sales=(sales.is_null() & (pl.col("sales_raw").is_null() | (pl.col("sales_raw") == ""))).sum(),
+        unparseable_sales=(sales.is_null() & (pl.col("sales_raw").str.strip_chars() != "")).sum(),
+        sales_out_of_range=(sales.is_not_null() & ~in_range).sum(),
+        residue_to_zero=((sales.abs() < RESIDUE_ABS) & (sales != 0)).sum(),
+        exact_zero=(sales == 0).sum(),
+        returns_netted=((sales <= -RESIDUE_ABS) & in_range).sum(),
     ).row(0, named=True)
     for rule, n in stats.items():
         counts.add(f"{prefix}.{rule}", n or 0)
     # Rows without a valid month cannot be placed in a series; they are counted above and set aside here.
     return df.filter(pl.col("year_month").is_not_null()).with_columns(
-        sales_micros=pl.when(pl.col("sales").abs() < RESIDUE_ABS)
+        sales=pl.when(in_range).then(sales),  # out of range → missing
+        sales_micros=pl.when(~in_range)
+        .then(None)
+        .when(sales.abs() < RESIDUE_ABS)
         .then(0)
-        .otherwise((pl.col("sales") * MICROS).round())
-        .cast(pl.Int64)
+        .otherwise((sales * MICROS).round())
+        .cast(pl.Int64),
     )
 
 
 def _net(micros: pl.Expr) -> list[pl.Expr]:
     """Net sum of fragments (missing when every fragment is missing), as micro-units and as a float."""
-    total = pl.when(micros.is_null().all()).then(None).otherwise(micros.sum())
+    total = pl.when(micros.is_null().all()).then(None).otherwise(micros.cast(NET_DTYPE).sum())
     return [total.alias("sales_micros"), (total / MICROS).alias("sales")]
 
 
@@ -214,13 +223,13 @@ def monthly_totals(series: pl.DataFrame, counts: CleaningCounts) -> pl.DataFrame
         producer=pl.col("producer").drop_nulls().min(),
         unknown_key=pl.col("unknown_key").any(),
     )
-    # A national total is only known when every region reported: a partial sum would be a fake drop.
+    # A national total is only known when every region reported: a partial sum would look like a drop.
     micros = pl.col("sales_micros")
     totals = series.group_by(*keys, "year_month").agg(
-        total_sales=pl.when(micros.is_null().any()).then(None).otherwise(micros.sum() / MICROS),
+        total_sales=pl.when(micros.is_null().any()).then(None).otherwise(_net(micros)[1]),
         partial=micros.is_null().any() & micros.is_not_null().any(),
     )
-    counts.add("product_months_partially_reported", totals["partial"].sum())
+    counts.add("product_months_partially_reported", int(totals["partial"].sum()))
     totals = totals.drop("partial")
     return (
         totals.join(dominant, on=keys, how="left")

@@ -11,7 +11,7 @@ import hashlib
 import io
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -19,8 +19,9 @@ import pyarrow.parquet as pq
 from features import processed, storage
 from features.build import build_features, densify, latest_rows, temporal_split
 from features.clean import CleaningCounts, clean_erp, clean_teinvento, combine_netted, monthly_totals
-from features.ingest import Manifest, latest_delivery
-from features.raw_csv import parse_raw_csv
+from features.completeness import input_problems
+from features.manifests import Manifest, latest_delivery
+from features.raw_csv import RawFileError, parse_raw_csv
 from features.raw_layout import TABLES, TableKind
 from features.schema import FEATURE_STORE_SCHEMA, SOURCES
 from features.settings import Settings, get_settings
@@ -31,9 +32,10 @@ FEATURES_FILE = "features/features.parquet"
 
 @dataclass(frozen=True)
 class Inputs:
-    """The deliveries a data version is built from."""
+    """The deliveries a data version is built from, and what each lacks (``features.completeness``)."""
 
     manifests: dict[str, Manifest]
+    problems: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def version(self) -> str:
@@ -46,7 +48,7 @@ class Inputs:
 
 
 def resolve_inputs(settings: Settings | None = None) -> Inputs:
-    """The latest ingested delivery of each source; raises if a source has none."""
+    """The latest ingested delivery of each source (with its completeness problems); raises if one has none."""
     settings = settings or get_settings()
     manifests = {}
     for source in SOURCES:
@@ -56,18 +58,27 @@ def resolve_inputs(settings: Settings | None = None) -> Inputs:
                 f"no ingested {source} delivery under {settings.raw_url}: run the ingest flow"
             )
         manifests[source] = manifest
-    return Inputs(manifests)
+    return Inputs(manifests, input_problems(manifests, settings))
 
 
 def iter_files(
     manifest: Manifest, settings: Settings, progress: Callable[[str], None] | None = None
 ) -> Iterator[tuple[TableKind, pl.DataFrame]]:
-    """Each valid raw file of a delivery, parsed (all strings), one at a time."""
+    """Each valid raw file of a delivery, parsed (all strings), one at a time.
+
+    Number values were validated at ingest and are not checked again here: ``features.clean`` sets aside any
+    that a file ingested before that check holds. A file that fails the other checks raises ``RawFileError``
+    naming it.
+    """
     items = sorted(manifest.files.items())
     for i, (relpath, entry) in enumerate(items, start=1):
         spec = TABLES[entry.kind]
         data = storage.read_bytes(storage.join(settings.raw_url, relpath), settings)
-        yield spec.kind, parse_raw_csv(data, spec)
+        try:
+            frame = parse_raw_csv(data, spec, check_numbers=False)
+        except RawFileError as exc:
+            raise RawFileError(f"{relpath} (in the raw bucket) no longer validates: {exc.reason}") from None
+        yield spec.kind, frame
         if progress and (i % 50 == 0 or i == len(items)):
             progress(f"{manifest.source}: read {i}/{len(items)} files")
 
@@ -134,6 +145,7 @@ def quality_report(
             for rel, q in sorted(inputs.manifests[s].quarantined.items())
         ],
         "rules": counts.as_dict(),
+        "incomplete": {s: inputs.problems.get(s, []) for s in SOURCES},
         "sources": {row.pop("source"): row for row in per_source.sort("source").to_dicts()},
         "rows": {"features": features.height, "train": train.height, "test": test.height},
         "test_months": settings.test_months,

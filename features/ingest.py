@@ -2,10 +2,13 @@
 
 A delivery tree (local folder or ``gs://`` prefix) holds files at the same relative paths they keep in the raw
 bucket (see ``features.raw_layout``). Valid data files are copied verbatim; files that ``parse_raw_csv``
-rejects go to ``<raw>/_quarantine/<relpath>`` with a ``<relpath>.reason.json`` next to them; one bad file
-never stops the others. ``<raw>/_manifests/<source>/<YYYYMMDD>.json`` records what each (source, delivery)
-holds, keyed by content hash, so re-ingesting the same files copies nothing and rewrites nothing.
-Concurrent ingests of the same delivery are not supported (the last manifest write wins).
+rejects go to ``<raw>/_quarantine/<relpath>`` with a ``<relpath>.reason.json`` next to them. Entries that are
+not read at all — symbolic links (never followed), directories, FIFOs, unreadable files — get only the reason
+note. One bad entry never stops the others. ``<raw>/_manifests/<source>/<YYYYMMDD>.json`` (see
+``features.manifests``) records what each (source, delivery) holds, keyed by content hash, so re-ingesting the
+same files copies nothing and rewrites nothing; it is written once every file of the delivery was handled, so
+an interrupted ingest leaves the previous manifest, never a partial one. Concurrent ingests of the same
+delivery are not supported (the last manifest write wins).
 """
 
 from __future__ import annotations
@@ -19,64 +22,27 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from features import storage
+from features import delivery_fs, storage
+from features.manifests import (
+    MANIFESTS,
+    FileEntry,
+    Manifest,
+    QuarantineEntry,
+    latest_delivery,
+    list_deliveries,
+    load_manifest,
+    manifest_url,
+)
 from features.raw_csv import RawFileError, parse_raw_csv
-from features.raw_layout import RawFile, TableKind, classify, is_not_data
+from features.raw_layout import RawFile, classify, is_not_data
 from features.settings import Settings, get_settings
 
-MANIFESTS = "_manifests"
 QUARANTINE = "_quarantine"
 _PROGRESS_EVERY_FILES, _PROGRESS_EVERY_SECONDS = 50, 10.0
 _OUTCOMES = ("copied", "unchanged", "skipped_not_data", "skipped_unknown", "quarantined")
 
 logger = logging.getLogger(__name__)
 Log = logging.Logger | logging.LoggerAdapter
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    """A valid raw file of a delivery."""
-
-    sha256: str
-    size: int
-    kind: TableKind
-
-
-@dataclass(frozen=True)
-class QuarantineEntry:
-    """A rejected raw file of a delivery (its content hash and why it was rejected)."""
-
-    sha256: str
-    reason: str
-
-
-@dataclass
-class Manifest:
-    """What the raw bucket holds for one (source, delivery); ``files`` and ``quarantined`` keyed by relpath."""
-
-    source: str
-    delivery: str
-    files: dict[str, FileEntry] = field(default_factory=dict)
-    quarantined: dict[str, QuarantineEntry] = field(default_factory=dict)
-
-    def fingerprint(self) -> str:
-        """sha256 over the sorted (relpath, sha256) of the valid files: the delivery's data version."""
-        digest = hashlib.sha256()
-        for relpath, entry in sorted(self.files.items()):
-            digest.update(f"{relpath}\0{entry.sha256}\n".encode())
-        return digest.hexdigest()
-
-    def to_json(self) -> bytes:
-        """Canonical JSON (sorted keys, no timestamps): unchanged content gives identical bytes."""
-        return (json.dumps(asdict(self), sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
-
-    @classmethod
-    def from_json(cls, data: bytes) -> Manifest:
-        """Parse a manifest written by ``to_json``."""
-        raw = json.loads(data)
-        files = {k: FileEntry(**v) for k, v in raw["files"].items()}
-        quarantined = {k: QuarantineEntry(**v) for k, v in raw["quarantined"].items()}
-        return cls(raw["source"], raw["delivery"], files, quarantined)
 
 
 @dataclass
@@ -121,6 +87,7 @@ class SourceScan:
     data: list[RawFile]
     not_data: list[str]
     unknown: list[str]
+    links: list[str] = field(default_factory=list)  # symbolic links among all the above: never followed
 
     def groups(self) -> dict[tuple[str, str], list[RawFile]]:
         """Data files per (source, delivery), sorted."""
@@ -134,56 +101,21 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def manifest_url(raw_url: str, source: str, delivery: str) -> str:
-    """Where the manifest of (source, delivery) lives in the raw bucket."""
-    return storage.join(raw_url, MANIFESTS, source, f"{delivery}.json")
-
-
-def load_manifest(
-    raw_url: str, source: str, delivery: str, settings: Settings | None = None
-) -> Manifest | None:
-    """The manifest of (source, delivery), or None if that delivery was never ingested."""
-    url = manifest_url(raw_url, source, delivery)
-    if not storage.exists(url, settings):
-        return None
-    return Manifest.from_json(storage.read_bytes(url, settings))
-
-
-def list_deliveries(raw_url: str, source: str, settings: Settings | None = None) -> list[str]:
-    """Ingested deliveries (YYYYMMDD) of ``source``, oldest first."""
-    folder = storage.join(raw_url, MANIFESTS, source)
-    fs = storage.filesystem(folder, settings)
-    if not fs.exists(storage.fs_path(folder)):
-        return []
-    names = (posixpath.basename(p) for p in fs.ls(storage.fs_path(folder), detail=False))
-    return sorted(n.removesuffix(".json") for n in names if n.endswith(".json") and n[:8].isdigit())
-
-
-def latest_delivery(raw_url: str, source: str, settings: Settings | None = None) -> Manifest | None:
-    """The manifest of the newest delivery of ``source`` that has at least one valid file, if any."""
-    for delivery in reversed(list_deliveries(raw_url, source, settings)):
-        manifest = load_manifest(raw_url, source, delivery, settings)
-        if manifest is not None and manifest.files:
-            return manifest
-    return None
-
-
 def scan_source(source_url: str, settings: Settings | None = None) -> SourceScan:
-    """Classify every file under ``source_url`` by its path relative to it (raises if it does not exist)."""
-    fs = storage.filesystem(source_url, settings)
-    root = storage.fs_path(source_url).rstrip("/")
-    if not fs.isdir(root):
-        raise FileNotFoundError(f"delivery folder not found: {source_url}")
+    """Classify every entry under ``source_url`` by its path relative to it (raises if it does not exist).
+
+    Symbolic links are listed (and classified by their own path) but never followed.
+    """
+    relpaths, links = delivery_fs.list_entries(source_url, settings)
     data, not_data, unknown = [], [], []
-    for path in sorted(fs.find(root, detail=False)):
-        relpath = path[len(root) :].lstrip("/")
+    for relpath in relpaths:
         if is_not_data(relpath):
             not_data.append(relpath)
         elif (raw_file := classify(relpath)) is not None:
             data.append(raw_file)
         else:
             unknown.append(relpath)
-    return SourceScan(data, not_data, unknown)
+    return SourceScan(data, not_data, unknown, links)
 
 
 def _existing_sizes(raw_url: str, relpaths: Iterable[str], settings: Settings) -> dict[str, int]:
@@ -202,64 +134,107 @@ def _existing_sizes(raw_url: str, relpaths: Iterable[str], settings: Settings) -
 
 
 def _quarantine(
-    raw_url: str, raw_file: RawFile, data: bytes, digest: str, reason: str, settings: Settings
+    raw_url: str, raw_file: RawFile, data: bytes | None, entry: QuarantineEntry, settings: Settings
 ) -> None:
+    """Keep a rejected file's bytes (if it was read) under ``_quarantine/`` with a note saying why."""
     target = storage.join(raw_url, QUARANTINE, raw_file.relpath)
-    storage.write_bytes_atomic(target, data, settings)
-    note = {"reason": reason, "sha256": digest, "source": raw_file.source, "delivery": raw_file.delivery}
-    note |= {"relpath": raw_file.relpath, "detected_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    if data is not None:
+        storage.write_bytes_atomic(target, data, settings)
+    note = {"reason": entry.reason, "sha256": entry.sha256, "content_kept": data is not None}
+    note |= {"source": raw_file.source, "delivery": raw_file.delivery, "relpath": raw_file.relpath}
+    note["detected_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     storage.write_bytes_atomic(
         f"{target}.reason.json", json.dumps(note, indent=2, sort_keys=True).encode(), settings
     )
 
 
+@dataclass
+class _Group:
+    """The state of one (source, delivery) being ingested."""
+
+    source_url: str
+    raw_url: str
+    settings: Settings
+    log: Log
+    manifest: Manifest
+    report: IngestReport
+    existing: dict[str, int]
+
+    def reject(self, raw_file: RawFile, data: bytes | None, digest: str | None, reason: str) -> None:
+        """Quarantine a file (once per content and reason) and report it."""
+        entry = QuarantineEntry(digest, reason)
+        if self.manifest.quarantined.get(raw_file.relpath) != entry:
+            _quarantine(self.raw_url, raw_file, data, entry, self.settings)
+            self.manifest.quarantined[raw_file.relpath] = entry
+            self.log.warning("quarantined %s: %s", raw_file.relpath, reason)
+        self.report.quarantined.append((raw_file.relpath, reason))
+
+    def accept(self, raw_file: RawFile, data: bytes, digest: str) -> None:
+        """Validate a new or changed file, then copy it (or find its copy already there) or reject it."""
+        rel = raw_file.relpath
+        try:
+            rows = parse_raw_csv(data, raw_file.spec).height
+        except RawFileError as exc:
+            self.reject(raw_file, data, digest, exc.reason)
+            return
+        self.report.rows_validated += rows
+        url = storage.join(self.raw_url, rel)
+        if self.existing.get(rel) == len(data) and _sha256(storage.read_bytes(url, self.settings)) == digest:
+            self.report.unchanged.append(
+                rel
+            )  # copied by an earlier, interrupted run (or the manifest was lost)
+        else:
+            storage.write_bytes_atomic(url, data, self.settings)
+            self.report.copied.append(rel)
+            self.report.bytes_copied += len(data)
+        self.manifest.files[rel] = FileEntry(digest, len(data), raw_file.kind, rows)
+        self.manifest.quarantined.pop(rel, None)
+
+    def ingest(self, raw_file: RawFile) -> None:
+        """Handle one data file of the delivery."""
+        rel = raw_file.relpath
+        try:
+            data = delivery_fs.read_entry(self.source_url, rel, self.settings)
+        except delivery_fs.UnreadableEntry as exc:
+            self.reject(raw_file, None, None, exc.reason)
+            return
+        digest = _sha256(data)
+        known, rejected = self.manifest.files.get(rel), self.manifest.quarantined.get(rel)
+        if rejected and rejected.sha256 == digest:
+            self.report.quarantined.append((rel, rejected.reason))
+        elif self.existing.get(rel) == len(data) and known and known.sha256 == digest:
+            self.report.unchanged.append(rel)
+        else:
+            self.accept(raw_file, data, digest)
+
+
 def _ingest_group(
     source_url: str, raw_url: str, files: list[RawFile], settings: Settings, log: Log
 ) -> IngestReport:
-    """Ingest the files of one (source, delivery) and update its manifest."""
+    """Ingest the files of one (source, delivery), then write its manifest (only if it changed)."""
     source, delivery = files[0].source, files[0].delivery
-    report = IngestReport(deliveries=[f"{source}/{delivery}"])
     old = load_manifest(raw_url, source, delivery, settings)
-    manifest = Manifest.from_json(old.to_json()) if old else Manifest(source, delivery)
-    existing = _existing_sizes(raw_url, (f.relpath for f in files), settings)
-    src_fs = storage.filesystem(source_url, settings)
+    group = _Group(
+        source_url,
+        raw_url,
+        settings,
+        log,
+        Manifest.from_json(old.to_json()) if old else Manifest(source, delivery),
+        IngestReport(deliveries=[f"{source}/{delivery}"]),
+        _existing_sizes(raw_url, (f.relpath for f in files), settings),
+    )
     last_log = time.monotonic()
-    try:
-        for i, raw_file in enumerate(files, start=1):
-            rel = raw_file.relpath
-            with src_fs.open(storage.fs_path(storage.join(source_url, rel)), "rb") as handle:
-                data = handle.read()
-            digest = _sha256(data)
-            known, rejected = manifest.files.get(rel), manifest.quarantined.get(rel)
-            in_bucket = existing.get(rel) == len(data)
-            if rejected and rejected.sha256 == digest:
-                report.quarantined.append((rel, rejected.reason))
-            elif in_bucket and known and known.sha256 == digest:
-                report.unchanged.append(rel)
-            elif in_bucket and _sha256(storage.read_bytes(storage.join(raw_url, rel), settings)) == digest:
-                manifest.files[rel] = FileEntry(digest, len(data), raw_file.kind)  # the manifest was lost
-                report.unchanged.append(rel)
-            else:
-                try:
-                    report.rows_validated += parse_raw_csv(data, raw_file.spec).height
-                except RawFileError as exc:
-                    _quarantine(raw_url, raw_file, data, digest, exc.reason, settings)
-                    manifest.quarantined[rel] = QuarantineEntry(digest, exc.reason)
-                    report.quarantined.append((rel, exc.reason))
-                    log.warning("quarantined %s: %s", rel, exc.reason)
-                else:
-                    storage.write_bytes_atomic(storage.join(raw_url, rel), data, settings)
-                    manifest.files[rel] = FileEntry(digest, len(data), raw_file.kind)
-                    manifest.quarantined.pop(rel, None)
-                    report.copied.append(rel)
-                    report.bytes_copied += len(data)
-            if i % _PROGRESS_EVERY_FILES == 0 or time.monotonic() - last_log > _PROGRESS_EVERY_SECONDS:
-                last_log = time.monotonic()
-                log.info("%s/%s: %d/%d files %s", source, delivery, i, len(files), report.counts())
-    finally:  # record what was done even when a later file failed (a retry then finds it unchanged)
-        if old is None or manifest.to_json() != old.to_json():
-            storage.write_bytes_atomic(manifest_url(raw_url, source, delivery), manifest.to_json(), settings)
-    return report
+    for i, raw_file in enumerate(files, start=1):
+        group.ingest(raw_file)
+        if i % _PROGRESS_EVERY_FILES == 0 or time.monotonic() - last_log > _PROGRESS_EVERY_SECONDS:
+            last_log = time.monotonic()
+            log.info("%s/%s: %d/%d files %s", source, delivery, i, len(files), group.report.counts())
+    # Written only now: an ingest interrupted above leaves the previous manifest, never a partial one.
+    if old is None or group.manifest.to_json() != old.to_json():
+        storage.write_bytes_atomic(
+            manifest_url(raw_url, source, delivery), group.manifest.to_json(), settings
+        )
+    return group.report
 
 
 def ingest_files(
@@ -289,8 +264,31 @@ def ingest_delivery(
     scan = scan_source(source_url, settings)
     report = ingest_files(source_url, raw_url, scan.data, settings, log)
     report.skipped_not_data, report.skipped_unknown = scan.not_data, scan.unknown
-    if scan.unknown:
-        (log or logger).warning(
-            "skipped %d files outside the known layout: %s", len(scan.unknown), scan.unknown[:5]
-        )
+    warn_skipped(scan, log or logger)
     return report
+
+
+def warn_skipped(scan: SourceScan, log: Log) -> None:
+    """Log the entries a scan set aside: outside the known layout, symbolic links (never followed)."""
+    if scan.unknown:
+        log.warning("skipped %d files outside the known layout: %r", len(scan.unknown), scan.unknown[:5])
+    if scan.links:
+        log.warning("%d symbolic links not followed: %r", len(scan.links), scan.links[:5])
+
+
+__all__ = [
+    "MANIFESTS",
+    "QUARANTINE",
+    "FileEntry",
+    "IngestReport",
+    "Manifest",
+    "QuarantineEntry",
+    "SourceScan",
+    "ingest_delivery",
+    "ingest_files",
+    "latest_delivery",
+    "list_deliveries",
+    "load_manifest",
+    "manifest_url",
+    "scan_source",
+]

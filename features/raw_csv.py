@@ -5,19 +5,26 @@ A quoted empty field ``""`` stays an empty string while an unquoted empty field 
 ``""`` for a value that exists but is empty, and the cleaners need to tell the two apart.
 
 A file that cannot be read faithfully raises ``RawFileError`` with a reason naming the first offending line;
-ingest quarantines such files instead of letting a shifted or truncated row reach the features.
+ingest quarantines such files instead of letting a shifted or truncated row reach the features. Reasons quote
+at most ``QUOTE_LIMIT`` characters of the file, escaped (``repr``): never raw control characters, never more.
 """
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
 
-from features.raw_layout import TableSpec
+from features.raw_layout import MAX_ABS_SALES, TableSpec
 
 # A quoted field (doubled quotes inside it are two adjacent quoted runs, also matched): removing these runs
 # leaves only the separators that split fields.
 _QUOTED_RUN = r'"[^"]*"'
 _LINE_READER_SEPARATOR = "\x1f"  # ASCII unit separator: not expected in a CSV file
+QUOTE_LIMIT = 60
+# A number as the exporters write it (Java's Double.toString, plain decimals): a cut one ("1.2345E", "1.")
+# does not match. Checked only on a last line without a line break (see ``_check_last_line``).
+_COMPLETE_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 
 
 class RawFileError(ValueError):
@@ -26,6 +33,13 @@ class RawFileError(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def quote(text: object) -> str:
+    """``repr`` of at most ``QUOTE_LIMIT`` characters of ``text`` (escaped; ``…`` marks a cut)."""
+    if not isinstance(text, str):
+        return repr(text)
+    return repr(text[:QUOTE_LIMIT]) + ("…" if len(text) > QUOTE_LIMIT else "")
 
 
 def _schema(spec: TableSpec) -> dict[str, pl.DataType]:
@@ -84,9 +98,9 @@ def _check_field_counts(data: bytes, expected: int) -> int:
         lineno, shown, quotes, fields = bad.select("lineno", "line", "quotes", "fields").row(0)
         if quotes % 2:
             raise RawFileError(
-                f"line {lineno}: unbalanced quote (or a quoted field spanning lines): {shown[:120]!r}"
+                f"line {lineno}: unbalanced quote (or a quoted field spanning lines): {quote(shown)}"
             )
-        raise RawFileError(f"line {lineno}: {fields} fields, expected {expected}: {shown[:120]!r}")
+        raise RawFileError(f"line {lineno}: {fields} fields, expected {expected}: {quote(shown)}")
     return frame.height
 
 
@@ -102,18 +116,63 @@ def _check_integers(values: pl.Series, first_line: int) -> None:
     if invalid.len():
         first = invalid[0]
         raise RawFileError(
-            f"line {first + first_line}: {values.name}={values[first]!r} is not an integer"
+            f"line {first + first_line}: {values.name}={quote(values[first])} is not an integer"
             f" ({invalid.len()} such rows)"
         )
 
 
-def parse_raw_csv(data: bytes, spec: TableSpec) -> pl.DataFrame:
+def _check_numbers(values: pl.Series, first_line: int) -> None:
+    """Raise unless every value is missing or a finite number within ±``MAX_ABS_SALES`` (blanks allowed)."""
+    numbers = values.cast(pl.Float64, strict=False)
+    invalid = (~(numbers.abs() <= MAX_ABS_SALES)).fill_null(False)  # NaN and ±inf compare false: caught
+    suspects = (numbers.is_null() & values.is_not_null()).arg_true()  # usually just the "" (missing) values
+    if suspects.len():
+        stripped = values.gather(suspects).str.strip_chars()
+        parsed = stripped.cast(pl.Float64, strict=False)
+        unparsed = parsed.is_null() & (stripped != "")
+        out_of_range = ~(parsed.abs() <= MAX_ABS_SALES).fill_null(True)
+        invalid = invalid.scatter(suspects.filter(unparsed | out_of_range), True)
+    rows = invalid.arg_true()
+    if rows.len():
+        first = rows[0]
+        raise RawFileError(
+            f"line {first + first_line}: {values.name}={quote(values[first])} is not a finite number"
+            f" within ±{MAX_ABS_SALES:.0e} ({rows.len()} such rows)".replace("e+", "e")
+        )
+
+
+def _check_last_line(df: pl.DataFrame, spec: TableSpec, lineno: int) -> None:
+    """A last line without a line break may have been cut inside its last field: check that field's domain.
+
+    A number must be complete (``1.2345E`` is not), an identifier must occur on another row of the file (a
+    cut id is a new one), any other field must not be empty. A cut that leaves a well-formed value of the
+    same domain (``1.2`` of ``1.25``) cannot be told from the file alone.
+    """
+    column = spec.columns[-1]
+    value = df.item(-1, column)
+    if value is None or not value.strip():
+        why = "is empty"
+    elif column in spec.number_columns and not _COMPLETE_NUMBER.fullmatch(value.strip()):
+        why = "is not a complete number"
+    elif column in spec.key_columns and not (df.get_column(column).head(-1) == value).any():
+        why = "occurs on no other row"
+    else:
+        return
+    raise RawFileError(
+        f"line {lineno}: last line without a line break and its {column}={quote(value)} {why}:"
+        " the file looks truncated"
+    )
+
+
+def parse_raw_csv(data: bytes, spec: TableSpec, *, check_numbers: bool = True) -> pl.DataFrame:
     """Parse a headerless raw CSV file as ``spec.columns`` (all ``pl.String``), validating it strictly.
 
     A first row whose first field equals ``spec.header_first_column`` is a header and is dropped. A 0-byte
     file (a legit empty Spark part) gives zero rows. Raises ``RawFileError`` when the file is not UTF-8,
-    when a line does not have exactly ``len(spec.columns)`` fields, or when a value of an integer column
-    (``spec.int_columns``) is missing or not an integer.
+    when a line does not have exactly ``len(spec.columns)`` fields, when a value of an integer column
+    (``spec.int_columns``) is missing or not an integer, when a last line without a line break looks cut
+    (``_check_last_line``) or, with ``check_numbers``, when a value of a number column
+    (``spec.number_columns``) is neither missing nor a finite number within ±``MAX_ABS_SALES``.
     """
     if not data:
         return pl.DataFrame(schema=_schema(spec))
@@ -129,4 +188,9 @@ def parse_raw_csv(data: bytes, spec: TableSpec) -> pl.DataFrame:
         df, first_line = df.slice(1), 2
     for column in spec.int_columns:
         _check_integers(df.get_column(column), first_line)
+    if check_numbers:
+        for column in spec.number_columns:
+            _check_numbers(df.get_column(column), first_line)
+    if df.height and not data.endswith(b"\n"):
+        _check_last_line(df, spec, n_lines)
     return df

@@ -22,6 +22,11 @@ ERP_REGION_FOLDERS = {"Centro": "Centro", "E._Privados": "E. Privados", "Norte":
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 TableKind = Literal["erp_sales", "tei_fact", "tei_product", "tei_region"]
+Source = Literal["erp", "teinvento"]
+
+# A sales value outside ±MAX_ABS_SALES units is not a sales figure (the largest product sells ~10^7.3 units a
+# month); ingest rejects it. The bound also keeps each value's micro-units (clean.MICROS) inside int64.
+MAX_ABS_SALES = 1e12
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,8 @@ class TableSpec:
     columns: tuple[str, ...]
     int_columns: tuple[str, ...]  # must parse as integers, else the file is quarantined
     header_first_column: str | None = None  # a first field equal to this marks an (optional) header row
+    number_columns: tuple[str, ...] = ()  # empty, or a finite number within ±MAX_ABS_SALES
+    key_columns: tuple[str, ...] = ()  # identifiers: a value repeats across the rows of a file
 
 
 TABLES: dict[TableKind, TableSpec] = {
@@ -49,8 +56,16 @@ TABLES: dict[TableKind, TableSpec] = {
             "sales",
         ),
         ("year",),
+        number_columns=("sales",),
+        key_columns=("product_code",),
     ),
-    "tei_fact": TableSpec("tei_fact", ("year", "month", "sales", "id_region", "id_product"), ("year",)),
+    "tei_fact": TableSpec(
+        "tei_fact",
+        ("year", "month", "sales", "id_region", "id_product"),
+        ("year",),
+        number_columns=("sales",),
+        key_columns=("id_region", "id_product"),
+    ),
     "tei_product": TableSpec(
         "tei_product",
         ("id_product", "calorie_category", "product", "product_brand", "producer"),
@@ -67,6 +82,11 @@ _TEI_FOLDERS: dict[str, TableKind] = {
     "product_dim": "tei_product",
     "region_dim": "tei_region",
 }
+# The parts every delivery of a source must hold (at least one valid file each): a region or a table folder.
+EXPECTED_UNITS: dict[str, tuple[str, ...]] = {
+    "erp": tuple(ERP_REGION_FOLDERS),
+    "teinvento": tuple(_TEI_FOLDERS),
+}
 _DATE = r"(?P<delivery>\d{8})"
 _ERP_RE = re.compile(
     rf"^{re.escape(ERP_ROOT)}/{_DATE}/csv/(?P<folder>[^/]+)/ventas_mensuales_(?P=folder)\.csv$"
@@ -81,9 +101,10 @@ class RawFile:
     """A data file of a delivery, identified by its path relative to the delivery root / raw bucket."""
 
     relpath: str
-    source: Literal["erp", "teinvento"]
+    source: Source
     delivery: str  # YYYYMMDD
     kind: TableKind
+    unit: str  # the part of the delivery it belongs to: ERP region folder or TeInvento table folder
 
     @property
     def spec(self) -> TableSpec:
@@ -105,12 +126,17 @@ def classify(relpath: str) -> RawFile | None:
     if m := _ERP_RE.match(relpath):
         if m["folder"] not in ERP_REGION_FOLDERS:
             return None
-        return RawFile(relpath, "erp", m["delivery"], "erp_sales")
+        return RawFile(relpath, "erp", m["delivery"], "erp_sales", m["folder"])
     if m := _TEI_RE.match(relpath):
-        return RawFile(relpath, "teinvento", m["delivery"], _TEI_FOLDERS[m["table"]])
+        return RawFile(relpath, "teinvento", m["delivery"], _TEI_FOLDERS[m["table"]], m["table"])
     return None
 
 
-def source_root(source: Literal["erp", "teinvento"]) -> str:
+def source_root(source: Source) -> str:
     """Relative root folder (above the date folders) of a source."""
     return ERP_ROOT if source == "erp" else TEINVENTO_ROOT
+
+
+def unit_label(source: str, unit: str) -> str:
+    """How reports name a part of a delivery: ``ERP region Sur``, ``TeInvento table fact_table``."""
+    return f"ERP region {unit}" if source == "erp" else f"TeInvento table {unit}"

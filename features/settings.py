@@ -84,6 +84,13 @@ class Settings(BaseSettings):
     calendar_teinvento: Calendar = Field(
         "4-4-5", description="Reporting calendar of the market vendor: retail quarters of 4-4-5 weeks"
     )
+    min_row_share: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="A delivery whose region/table has fewer rows than this share of the previous delivery's"
+        " is incomplete (not published without allow_incomplete); 0 disables the comparison",
+    )
     feature_cache_ttl_seconds: float = Field(600.0, gt=0, description="Service feature cache refresh period")
 
     @property

@@ -1,10 +1,13 @@
 """Features flow: latest raw deliveries → clean features → feature store + versioned train/test parquet.
 
-    uv run python -m flows.features [--force]
+    uv run python -m flows.features [--force] [--allow-incomplete]
 
 Tasks exchange version names and URLs, never data frames. The version directory is published atomically
 before the feature store is replaced and ``LATEST`` is moved, so a crash at any point leaves the previous
-outputs in force and a re-run finishes the job.
+outputs in force and a re-run finishes the job. An incomplete delivery (``features.completeness``: a missing
+region or table, a quarantined file, far fewer rows than the previous delivery) fails the run before anything
+is published, naming what is missing, unless ``--allow-incomplete`` says to publish it anyway. Data errors
+are not retried (the same input fails the same way); I/O errors are.
 """
 
 from __future__ import annotations
@@ -12,22 +15,62 @@ from __future__ import annotations
 import argparse
 import json
 
-from prefect import flow, get_run_logger, task
+from prefect import Task, flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.client.schemas.objects import State, TaskRun
 
 from features import dataset, processed, storage
+from features.completeness import IncompleteDeliveryError, describe
 from features.feature_store import get_feature_store
+from features.raw_csv import RawFileError
 from features.settings import get_settings
 
 
-@task(name="resolve-inputs", retries=3, retry_delay_seconds=[1, 2, 4])
+def retry_unless_data_error(task: Task, task_run: TaskRun, state: State) -> bool:
+    """Prefect retry condition: retry a failure unless it is a data error (bad or incomplete input)."""
+    try:
+        state.result()
+    except (RawFileError, IncompleteDeliveryError):
+        return False
+    except Exception:
+        return True
+    return True
+
+
+@task(
+    name="resolve-inputs",
+    retries=3,
+    retry_delay_seconds=[1, 2, 4],
+    retry_condition_fn=retry_unless_data_error,
+)
 def resolve_inputs_task() -> dict:
-    """Pick the latest ingested delivery of each source and derive the data version."""
+    """Pick the latest ingested delivery of each source, derive the data version, list what each lacks."""
     inputs = dataset.resolve_inputs()
-    return {"version": inputs.version, "deliveries": {s: m.delivery for s, m in inputs.manifests.items()}}
+    deliveries = {s: m.delivery for s, m in inputs.manifests.items()}
+    return {"version": inputs.version, "deliveries": deliveries, "problems": inputs.problems}
 
 
-@task(name="build-and-publish-version", retries=2, retry_delay_seconds=[2, 8])
+@task(name="check-completeness")
+def check_completeness_task(inputs: dict, allow_incomplete: bool) -> None:
+    """Fail, keeping the published version, when a delivery is incomplete, unless explicitly allowed."""
+    if not any(inputs["problems"].values()):
+        return
+    message = describe(inputs["problems"], inputs["deliveries"])
+    if not allow_incomplete:
+        raise IncompleteDeliveryError(
+            f"{message}. Nothing was published: the previous data version stays in force. Re-deliver what is"
+            " missing, or publish this delivery anyway with --allow-incomplete (flow parameter"
+            " allow_incomplete=True)."
+        )
+    get_run_logger().warning("publishing it anyway (allow_incomplete): %s", message)
+
+
+@task(
+    name="build-and-publish-version",
+    retries=2,
+    retry_delay_seconds=[2, 8],
+    retry_condition_fn=retry_unless_data_error,
+)
 def build_and_publish_task(version: str, force: bool = False) -> str:
     """Build features, splits and the data-quality report; publish them as ``<processed>/<version>/``."""
     logger = get_run_logger()
@@ -72,6 +115,10 @@ def _report_markdown(report: dict) -> str:
             f"| {source} | {report['deliveries'][source]} | {report['files_read'][source]} "
             f"| {info['products']} | {info['first_month']} … {info['last_month']} |"
         )
+    incomplete = [f"{s}: {p}" for s, listed in report.get("incomplete", {}).items() for p in listed]
+    if incomplete:
+        lines += ["", "**Published although incomplete (allow_incomplete):**", ""]
+        lines += [f"- {item}" for item in incomplete]
     quarantined = report["files_quarantined"]
     lines += ["", f"Quarantined files: {len(quarantined)}"]
     lines += [f"- `{q['relpath']}`: {q['reason']}" for q in quarantined]
@@ -80,9 +127,13 @@ def _report_markdown(report: dict) -> str:
 
 
 @flow(name="features", log_prints=True)
-def features_flow(force: bool = False) -> dict:
-    """Build and publish the feature table and the train/test split of the latest deliveries."""
+def features_flow(force: bool = False, allow_incomplete: bool = False) -> dict:
+    """Build and publish the feature table and the train/test split of the latest deliveries.
+
+    ``allow_incomplete`` publishes a delivery that lacks data (see ``features.completeness``) anyway.
+    """
     inputs = resolve_inputs_task()
+    check_completeness_task(inputs, allow_incomplete)
     version = inputs["version"]
     url = build_and_publish_task(version, force=force)
     rows = publish_feature_store_task(version)
@@ -90,7 +141,13 @@ def features_flow(force: bool = False) -> dict:
     report = processed.read_quality_report(version)
     create_markdown_artifact(markdown=_report_markdown(report), key="data-quality", description=version)
     get_run_logger().info("published version %s at %s", version, url)
-    return {"version": version, "url": url, "feature_store_rows": rows, "deliveries": inputs["deliveries"]}
+    return {
+        "version": version,
+        "url": url,
+        "feature_store_rows": rows,
+        "deliveries": inputs["deliveries"],
+        "incomplete": inputs["problems"],
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -101,8 +158,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--force", action="store_true", help="rebuild even if the version is already published"
     )
+    parser.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="publish the latest deliveries even if they lack a region, a table or rows (see the docs)",
+    )
     args = parser.parse_args(argv)
-    return features_flow(force=args.force)
+    return features_flow(force=args.force, allow_incomplete=args.allow_incomplete)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ def scan_task(source_url: str) -> ingest.SourceScan:
         len(scan.not_data),
         len(scan.unknown),
     )
+    ingest.warn_skipped(scan, get_run_logger())
     return scan
 
 

@@ -93,10 +93,11 @@ def packaging_decision_task(promoted: bool) -> dict[str, Any]:
 
 
 @flow(name="tamales-pipeline", log_prints=True)
-def pipeline_flow(source: str | None = None) -> dict[str, Any]:
+def pipeline_flow(source: str | None = None, allow_incomplete: bool = False) -> dict[str, Any]:
     """Ingest (if there is a source) → features → train → package (if needed); a summary of each step.
 
     An empty ``source`` (as an unset ``{{ $TAMALES_SOURCE_URL }}`` deploys) means "use the setting".
+    ``allow_incomplete`` is passed to the features step: publish deliveries that lack data anyway.
     """
     logger = get_run_logger()
     source = source or get_settings().source_url
@@ -107,7 +108,7 @@ def pipeline_flow(source: str | None = None) -> dict[str, Any]:
         logger.info("no source given (TAMALES_SOURCE_URL unset): skipping ingest, using the raw bucket as is")
         summary["ingest"] = None
 
-    features = run_step("features", features_flow)
+    features = run_step("features", features_flow, allow_incomplete=allow_incomplete)
     summary["data_version"] = features["version"]
 
     trained = run_step("train", train, data_version=features["version"])
@@ -145,9 +146,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--source", help="delivery folder or gs:// URL to ingest (default: TAMALES_SOURCE_URL)"
     )
+    parser.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="features step: publish the latest deliveries even if they lack a region, a table or rows",
+    )
     args = parser.parse_args(argv)
     try:
-        summary = pipeline_flow(source=args.source)
+        summary = pipeline_flow(source=args.source, allow_incomplete=args.allow_incomplete)
     except PipelineStepError as exc:
         print(f"pipeline: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

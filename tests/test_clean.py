@@ -115,6 +115,20 @@ def test_teinvento_missing_fragment_does_not_hide_the_others():
     assert out["sales"][0] == pytest.approx(1.9752487552490275e7)
 
 
+def test_national_total_is_missing_when_one_region_did_not_report():
+    """A partial sum would look like a drop in demand: the month is missing, counted, never undercounted."""
+    counts = CleaningCounts()
+    facts = [
+        ("2023", "Jan", "100", "446676598784", "85899345920"),  # two regions report
+        ("2023", "Jan", "50", "1", "85899345920"),
+        ("2023", "Feb", "110", "446676598784", "85899345920"),  # one region missing in February
+        ("2023", "Feb", "", "1", "85899345920"),
+    ]
+    totals = monthly_totals(_teinvento(facts), counts).sort("year_month")
+    assert totals["total_sales"].to_list() == [150.0, None]
+    assert counts.as_dict()["product_months_partially_reported"] == 1
+
+
 def test_teinvento_unknown_region_and_product_are_kept_and_flagged():
     counts = CleaningCounts()
     facts = [
@@ -160,3 +174,45 @@ def test_netting_file_by_file_equals_netting_the_whole_delivery():
     )
     assert whole.equals(split) and whole.height == 2
     assert whole["sales"].to_list() == pytest.approx([13000.1, 13000.1])
+
+
+# --- netting beyond int64 (issue 9, item 5) and values out of the sales domain (item 6) ----------------------
+
+BIG = "9.5E11"  # within the per-value bound (1e12) but 10 of them exceed int64 micro-units (9.22e12 units)
+
+
+def test_netting_a_product_month_past_int64_gives_the_exact_total_not_a_wrapped_one():
+    rows = [erp_row(BIG)] * 10 + [erp_row("0.000001")]
+    out = combine_netted([clean_erp(erp_frame(rows), CleaningCounts())], CleaningCounts())
+    assert out["sales"].to_list() == [9.5e12 + 1e-6]  # int64 sums wrapped to -8.95e12
+
+
+def test_netting_past_int64_is_exact_across_files_regions_and_order():
+    rows = [erp_row(BIG, zone=z) for z in ("Centro", "Sur") for _ in range(6)] + [erp_row("-0.5")]
+    expected = 12 * 9.5e11 - 0.5
+    totals = []
+    for order in (rows, rows[::-1], rows[5:] + rows[:5]):
+        parts = [clean_erp(erp_frame(order[i : i + 4]), CleaningCounts()) for i in range(0, len(order), 4)]
+        totals.append(monthly_totals(combine_netted(parts, CleaningCounts()), CleaningCounts()))
+    assert [t["total_sales"].to_list() for t in totals] == [[expected]] * 3
+    assert totals[0].equals(totals[1]) and totals[0].equals(totals[2])  # bit-identical, order-independent
+
+
+def test_teinvento_netting_past_int64_is_exact():
+    fact = [("2023", "Jan", BIG, "446676598784", "85899345920")] * 10
+    totals = monthly_totals(_teinvento(fact), CleaningCounts())
+    assert totals["total_sales"].to_list() == [9.5e12]
+
+
+@pytest.mark.parametrize("value", ["5e12", "-5e12", "NaN", "nan", "inf", "-inf", "1e400"])
+def test_sales_out_of_range_or_not_finite_are_missing_and_counted(value: str):
+    """Files ingested before ingest checked the sales domain: the features run completes, nothing wrong."""
+    counts = CleaningCounts()
+    rows = [erp_row(value), erp_row(value), erp_row("10", month="Feb"), erp_row(value, month="Feb")]
+    totals = monthly_totals(combine_netted([clean_erp(erp_frame(rows), counts)], counts), counts)
+    assert totals["total_sales"].to_list() == [None, 10.0]  # two 5e12 netted to -8.45e12 before
+    assert counts.as_dict()["erp.sales_out_of_range"] == 3
+    assert counts.as_dict()["erp.returns_netted"] == 0
+    tei_counts = CleaningCounts()
+    out = _teinvento([("2023", "Jan", value, "446676598784", "85899345920")], counts=tei_counts)
+    assert out["sales"].to_list() == [None] and tei_counts.as_dict()["teinvento.sales_out_of_range"] == 1

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from features import processed
+from features.completeness import IncompleteDeliveryError
 from features.dataset import read_features
 from features.feature_store import get_feature_store
 from features.raw_layout import ERP_ROOT, MONTHS, TEINVENTO_ROOT, classify
@@ -138,11 +139,16 @@ def test_a_malformed_file_is_quarantined_and_the_rest_processed(
     get_settings.cache_clear()
 
     ingest_flow(source=str(delivery))
-    result = features_flow()
+    with pytest.raises(IncompleteDeliveryError, match="ERP region Norte missing"):
+        features_flow()  # a region short: not published without the override
+    assert not (tmp_path / "processed").exists()
+    result = features_flow(allow_incomplete=True)
 
     report = processed.read_quality_report(result["version"])
     quarantined = [q["relpath"] for q in report["files_quarantined"]]
     assert quarantined == [str(bad.relative_to(delivery))]
+    assert report["incomplete"]["erp"][0] == "ERP region Norte missing: no valid file (1 quarantined)"
+    assert report["incomplete"]["teinvento"] == []
     assert (tmp_path / "raw" / "_quarantine" / quarantined[0]).exists()
     assert report["files_read"]["erp"] == 3
     norte = read_features(result["version"]).filter(pl.col("source") == "erp")

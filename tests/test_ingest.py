@@ -91,6 +91,17 @@ def test_parse_erp_row_and_escaped_quotes():
         (ERP_ROW.replace("2024", "").encode(), r"line 1: year=None is not an integer"),
         (ERP_ROW.replace("Centro", "Centro \xe9").encode("latin-1"), r"not UTF-8: line 1"),
         (ERP_ROW.replace("Tamal mix", '"Tamal mix').encode(), r"line 1: unbalanced quote"),
+        (
+            ERP_ROW.encode() + ERP_ROW.replace("1.2345E4", "NaN").encode(),
+            r"line 2: sales='NaN' is not a finite",
+        ),
+        (ERP_ROW.replace("1.2345E4", " -inf ").encode(), r"line 1: sales=' -inf ' is not a finite number"),
+        (ERP_ROW.replace("1.2345E4", "1e13").encode(), r"sales='1e13' is not a finite number within ±1e12"),
+        (ERP_ROW.replace("1.2345E4", "12,345").encode(), r"line 1: 10 fields"),
+        (
+            ERP_ROW.encode() + ERP_ROW[:-7].encode(),
+            r"line 2: last line .* sales='1.' is not a complete number",
+        ),
     ],
     ids=[
         "too-few-fields",
@@ -100,6 +111,11 @@ def test_parse_erp_row_and_escaped_quotes():
         "missing-year",
         "latin-1",
         "quote",
+        "nan-sales",
+        "inf-sales",
+        "sales-beyond-bound",
+        "thousands-separator",
+        "cut-inside-last-field",
     ],
 )
 def test_parse_rejects_malformed_files(data: bytes, reason: str):
@@ -121,6 +137,15 @@ def test_parse_empty_file_gives_zero_rows():
 
 def test_parse_file_without_final_newline():
     assert parse_raw_csv(b"1,Mexico,Norte", TABLES["tei_region"]).rows() == [("1", "Mexico", "Norte")]
+    fact = b"2023,Jan,1.5,8,17\n2023,Feb,2.5,8,17"  # a complete last record: an id seen on another row
+    assert parse_raw_csv(fact, TABLES["tei_fact"]).height == 2
+    with pytest.raises(RawFileError, match=r"line 2: .* id_product='1' occurs on no other row"):
+        parse_raw_csv(fact[:-1], TABLES["tei_fact"])
+
+
+def test_parse_can_leave_number_values_to_the_cleaners():
+    df = parse_raw_csv(ERP_ROW.replace("1.2345E4", "NaN").encode(), TABLES["erp_sales"], check_numbers=False)
+    assert df.item(0, "sales") == "NaN"
 
 
 # --- ingest_delivery --------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import pytest
 from features import storage
 from features.settings import get_settings
 from tests.fixtures import emulators, faults
+from tests.fixtures.data import task_runs
 
 gcs_emulator = emulators.gcs_emulator  # fixtures, used by name below
 fault_proxy = faults.fault_proxy
@@ -40,20 +41,6 @@ def _objects(url: str) -> dict[str, bytes]:
     fs = storage.filesystem(url)
     root = storage.fs_path(url).rstrip("/")
     return {path[len(root) + 1 :]: fs.cat_file(path) for path in sorted(fs.find(root))}
-
-
-def _task_runs(flow_state) -> dict[str, list]:
-    """Task runs of a finished flow run, by task name (each with its ``run_count``)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    flow_run_id = flow_state.state_details.flow_run_id
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    out: dict[str, list] = {}
-    for run in runs:
-        out.setdefault(run.name.rsplit("-", 1)[0], []).append(run)
-    return out
 
 
 @pytest.fixture
@@ -95,7 +82,7 @@ def test_transient_gcs_errors_are_retried_and_outputs_are_complete(
     ingest_state = ingest_flow(source=str(sample_delivery), return_state=True)
     assert ingest_state.is_completed(), ingest_state.message
     assert rate_limit.fired == 1
-    ingest_runs = _task_runs(ingest_state)["ingest-delivery"]
+    ingest_runs = task_runs(ingest_state)["ingest-delivery"]
     assert max(run.run_count for run in ingest_runs) == 2, "the failed ingest task was not retried"
     assert all(run.state.is_completed() for run in ingest_runs)
     report = ingest_state.result()
@@ -108,7 +95,7 @@ def test_transient_gcs_errors_are_retried_and_outputs_are_complete(
     features_state = features_flow(force=True, return_state=True)
     assert features_state.is_completed(), features_state.message
     assert publish_fault.fired == 1
-    [build] = _task_runs(features_state)["build-and-publish-version"]
+    [build] = task_runs(features_state)["build-and-publish-version"]
     assert build.run_count == 2 and build.state.is_completed()
     statuses = [seen.status for seen in proxy.injected()]
     assert statuses.count(503) == 4 and statuses.count(403) == 2

@@ -18,9 +18,9 @@ import polars as pl
 import pytest
 
 from features import ingest, processed
+from features.completeness import IncompleteDeliveryError
 from features.dataset import read_features
 from features.raw_layout import ERP_ROOT, MONTHS, TEINVENTO_ROOT
-from features.settings import get_settings
 from tests.fixtures.faults import tree_bytes
 
 
@@ -51,16 +51,6 @@ def _damage(delivery: Path) -> dict[str, str]:
     garbage.write_bytes(gzip.compress(garbage.read_bytes(), mtime=0))
     rel = lambda p: p.relative_to(delivery).as_posix()  # noqa: E731
     return {rel(sur): "fields", rel(norte): "fields", rel(product_dim): "UTF-8", rel(garbage): "UTF-8"}
-
-
-@pytest.fixture
-def own_buckets(tmp_path: Path, monkeypatch) -> Path:
-    """Fresh raw/processed buckets and state for this test (under ``tmp_path``)."""
-    monkeypatch.setenv("TAMALES_RAW_URL", str(tmp_path / "raw"))
-    monkeypatch.setenv("TAMALES_PROCESSED_URL", str(tmp_path / "processed"))
-    monkeypatch.setenv("TAMALES_STATE_DIR", str(tmp_path / "state"))
-    get_settings.cache_clear()
-    return tmp_path
 
 
 def test_damaged_files_are_quarantined_and_the_rest_of_the_delivery_is_processed(
@@ -101,9 +91,17 @@ def test_damaged_files_are_quarantined_and_the_rest_of_the_delivery_is_processed
     # No temporaries left behind by the atomic writes.
     assert not [p for p in raw.rglob("*") if ".tmp-" in p.name]
 
-    result = features_flow()
+    # Two ERP regions and two TeInvento files short: the delivery is incomplete, so nothing is published
+    # unless explicitly allowed; the message names every missing part.
+    with pytest.raises(IncompleteDeliveryError) as refused:
+        features_flow()
+    for missing in ("ERP region Norte missing", "ERP region Sur missing", *(Path(r).name for r in damaged)):
+        assert missing in str(refused.value)
+    assert not (own_buckets / "processed").exists()
+    result = features_flow(allow_incomplete=True)
     version = result["version"]
     quality = processed.read_quality_report(version)
+    assert len(quality["incomplete"]["erp"]) == 4 and len(quality["incomplete"]["teinvento"]) == 2
     assert {q["relpath"]: q["reason"] for q in quality["files_quarantined"]} == reasons
     assert quality["files_read"]["erp"] == sum(r.startswith(ERP_ROOT) for r in good) == 2
     assert quality["files_read"]["teinvento"] == sum(r.startswith(TEINVENTO_ROOT) for r in good)
