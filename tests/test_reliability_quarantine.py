@@ -126,7 +126,9 @@ def test_damaged_files_are_quarantined_and_the_rest_of_the_delivery_is_processed
         assert rows.height > 0
         assert {(r["id_product"], r["year_month"]) for r in rows.iter_rows(named=True)} <= set(sums)
         for row in rows.iter_rows(named=True):
-            assert row["total_sales"] == pytest.approx(sums[(row["id_product"], row["year_month"])], rel=1e-9)
+            assert row["total_sales"] == pytest.approx(
+                sums[(row["id_product"], row["year_month"])], rel=1e-9, abs=1e-6
+            )
 
 
 def _root(source: str) -> str:
