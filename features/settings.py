@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Telemetry of the tools this project starts. Set before those libraries are imported (see ``quiet_tools``).
@@ -76,6 +76,28 @@ class Settings(BaseSettings):
     mlflow_experiment: str = Field("tamales-sales-forecaster", description="MLflow experiment name")
     test_months: int = Field(3, ge=1, description="Last N target months of each source form the test set")
     feature_cache_ttl_seconds: float = Field(600.0, gt=0, description="Service feature cache refresh period")
+    feature_snapshot_max_age_seconds: float = Field(
+        1800.0,
+        gt=0,
+        description="Readiness limit: /readyz answers 503 once the service's feature snapshot is older than this "
+        "(its refreshes keep failing); must exceed feature_cache_ttl_seconds",
+    )
+    feature_miss_queries_per_second: float = Field(
+        5.0,
+        gt=0,
+        description="Per server worker: point queries per second (burst: one second's worth, at least 1) for ids "
+        "missing from a snapshot that is not fresh; misses beyond it answer 503 without a query",
+    )
+
+    @model_validator(mode="after")
+    def _snapshot_age_exceeds_ttl(self) -> Settings:
+        if self.feature_snapshot_max_age_seconds <= self.feature_cache_ttl_seconds:
+            raise ValueError(
+                "TAMALES_FEATURE_SNAPSHOT_MAX_AGE_SECONDS must exceed TAMALES_FEATURE_CACHE_TTL_SECONDS "
+                f"({self.feature_snapshot_max_age_seconds} <= {self.feature_cache_ttl_seconds}): "
+                "a snapshot refreshed on time would be reported as not ready"
+            )
+        return self
 
     @property
     def local_feature_store_path(self) -> Path:
