@@ -88,6 +88,12 @@ class Settings(BaseSettings):
         description="Per server worker: point queries per second (burst: one second's worth, at least 1) for ids "
         "missing from a snapshot that is not fresh; misses beyond it answer 503 without a query",
     )
+    http_header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A connection that has not sent a complete request head this long after it opened (or after "
+        "its previous response) is closed: idle and slowloris connections do not pile up",
+    )
 
     @model_validator(mode="after")
     def _snapshot_age_exceeds_ttl(self) -> Settings:

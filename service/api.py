@@ -7,8 +7,10 @@ from a fresh snapshot is a 404 without I/O; only while the snapshot is not fresh
 (rate-limited) parameterized point query, in a worker thread (see ``service.cache``).
 
 Errors are JSON ``{"error": reason}``: 400 for invalid bodies (BentoML's validation), 404 for unknown
-products, 503 while the feature store cannot be reached; ``service.errors.JSONErrors`` covers the rest.
-``/readyz`` answers 200 only while the model is loaded and the feature snapshot is within its age limit.
+products and unknown paths, 503 while the feature store cannot be reached; ``service.errors.JSONErrors``
+covers the rest. ``/readyz`` answers 200 only while the model is loaded and the feature snapshot is within
+its age limit. Server-level hardening: ``service.runtime`` (timeouts, GC), ``service.routing`` (bounded
+metric labels, no redirects), ``service.http_guard`` (request-head deadline, JSON 400 from the parser).
 """
 
 import logging
@@ -29,11 +31,11 @@ from service.batching import RowBatcher
 from service.cache import FeatureCache, QueryBudgetSpent
 from service.errors import JSONErrors
 from service.openapi import OpenAPIDocs
+from service.routing import UnknownRoutes
 from training.forecast import predict_quantiles
 
 logger = logging.getLogger("bentoml.tamales.service")
-runtime.patch_timeout_middleware()
-runtime.quiet_invalid_input_logs()
+runtime.harden_server(get_settings())
 
 # The packaging flow pins the exact model with `--arg model_tag=name:version` (stored in the bento). Without
 # it (in-process tests, `bentoml serve service.api:...`) the newest model of the store is served.
@@ -150,3 +152,5 @@ TamalesForecast.add_asgi_middleware(
     JSONErrors, api_paths=contract.API_ROUTES, max_body_bytes=contract.MAX_BODY_BYTES
 )
 TamalesForecast.add_asgi_middleware(OpenAPIDocs)  # /docs.json documents every answer (service.openapi)
+# JSON 404 for unknown paths, never a redirect (service.routing)
+TamalesForecast.add_asgi_middleware(UnknownRoutes)

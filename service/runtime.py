@@ -13,6 +13,9 @@ Measured on this machine kind (bench/serve.sh, wrk -c32): the p99 of a stock Ben
 * The ~120,000 objects created while importing BentoML, xgboost, polars and the model are scanned by every
   full collection although they live as long as the process. ``freeze_heap`` moves them to the permanent
   generation once the worker is initialised (``gc.freeze``).
+
+``harden_server`` applies these and the other server-level fixes (``service.routing``, ``service.http_guard``)
+in one call, shared by the forecast service and the benchmark's no-op service.
 """
 
 from __future__ import annotations
@@ -110,3 +113,15 @@ def quiet_invalid_input_logs() -> None:
     target = logging.getLogger("bentoml._internal.server.http_app")
     if not any(isinstance(f, InvalidInputLogFilter) for f in target.filters):
         target.addFilter(InvalidInputLogFilter())
+
+
+def harden_server(settings: Any) -> None:
+    """Every server-process fix the forecast service and the benchmark's no-op service share (idempotent):
+    the timeout middleware's timer, quiet rejected-input logs, metrics labelled by route template
+    (``service.routing``) and the guarded HTTP protocol (``service.http_guard``)."""
+    from service import http_guard, routing
+
+    patch_timeout_middleware()
+    quiet_invalid_input_logs()
+    routing.label_metrics_by_route()
+    http_guard.install(settings.http_header_timeout_seconds)
