@@ -24,16 +24,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION="${1:-${DURATION:-600}}"
-CONNECTIONS="${CONNECTIONS:-32}"
-WRK_THREADS="${WRK_THREADS:-2}"
 WARMUP="${WARMUP:-5}"
 KNOWN_PCT="${KNOWN_PCT:-60}"
 UNKNOWN_PCT="${UNKNOWN_PCT:-25}"
 PATH_PCT="${PATH_PCT:-5}"
 EXPECTED_STATUSES="${EXPECTED_STATUSES:-200 400 404 415}"
-ROUTE=/apis/products/predict/1.0.0
-UV="${UV:-$(command -v uv || echo "$HOME/.local/bin/uv")}"
-export BENTOML_DO_NOT_TRACK=true DO_NOT_TRACK=1
+source bench/common.sh
 PY=("$UV" run --frozen python)
 
 command -v wrk >/dev/null || { echo "bench/soak.sh: wrk is not installed (apt-get install wrk)" >&2; exit 3; }
@@ -70,7 +66,7 @@ tree_rss() {
 
 if [ -z "${SOAK_URL:-}" ]; then
   tag=$("${PY[@]}" -m service.serve_latest --print-bento-tag)
-  port=$("${PY[@]}" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$(free_port)
   setsid "$UV" run --frozen bentoml serve "$tag" --host 127.0.0.1 --port "$port" >"$out/server.log" 2>&1 &
   own_server=$!
   server_pid=$own_server
