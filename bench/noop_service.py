@@ -5,10 +5,11 @@ the baseline that shows what the project itself adds per request."""
 import bentoml
 from starlette.responses import JSONResponse
 
+from features.settings import get_settings
 from service import runtime
 from service.contract import PREDICT_ROUTE, SERVER_CONFIG
 
-runtime.patch_timeout_middleware()
+runtime.harden_server(get_settings())
 
 
 @bentoml.service(name="noop", **SERVER_CONFIG)

@@ -16,14 +16,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION="${DURATION:-30s}"
-CONNECTIONS="${CONNECTIONS:-32}"
-WRK_THREADS="${WRK_THREADS:-2}"
 WARMUP="${WARMUP:-3s}"
 SERVICE="${SERVICE:-service.api:TamalesForecast}"
 NOOP="${NOOP:-bench.noop_service:Noop}"
-ROUTE=/apis/products/predict/1.0.0
-UV="${UV:-$(command -v uv || echo "$HOME/.local/bin/uv")}"
-export BENTOML_DO_NOT_TRACK=true DO_NOT_TRACK=1
+source bench/common.sh
 
 if ! command -v wrk >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -62,13 +58,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat >"$tmp/post.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '{"productid": "$PRODUCT_ID"}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
-
-free_port() { "$UV" run --frozen python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+write_post_lua "$tmp/post.lua" "$PRODUCT_ID"
 
 # wrk latency figure -> milliseconds
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.2f", v}'; }

@@ -10,28 +10,26 @@
 # SOAK_URL=http://127.0.0.1:PORT it soaks a server that is already running; SERVER_PID (that server's
 # `bentoml serve` process) lets it measure RSS (the process and all its descendants, i.e. the workers).
 #
-# Bodies (chosen per request by the Lua script): KNOWN_PCT % real ids (200), UNKNOWN_PCT % random unknown ids
-# (404), the rest malformed or hostile (400: bad JSON, wrong types, empty/too long ids, control characters;
+# Requests (chosen per request by the Lua script): KNOWN_PCT % real ids (200), UNKNOWN_PCT % random unknown ids
+# (404), PATH_PCT % GETs of random unknown paths of up to 2 KB (404: each must not become a new metrics label),
+# the rest malformed or hostile bodies (400: bad JSON, wrong types, empty/too long ids, control characters;
 # 404: SQL-looking and path-looking ids; 415: not JSON). Any other status, or any socket error, is unexpected.
 # RSS "start" is measured after a WARMUP-second warm-up, "end" after the last minute; target growth < 10 %.
 #
 # Output: the per-minute table and a verdict; the machine-readable summary goes to $OUT_DIR/summary.json
 # (OUT_DIR defaults to a temporary folder, removed unless KEEP=1 or OUT_DIR is given). Exit status 0 = passed.
-# Knobs (env): DURATION=600 CONNECTIONS=32 WRK_THREADS=2 WARMUP=5 KNOWN_PCT=60 UNKNOWN_PCT=25
+# Knobs (env): DURATION=600 CONNECTIONS=32 WRK_THREADS=2 WARMUP=5 KNOWN_PCT=60 UNKNOWN_PCT=25 PATH_PCT=5
 #   EXPECTED_STATUSES="200 400 404 415" SOAK_URL SERVER_PID OUT_DIR KEEP
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION="${1:-${DURATION:-600}}"
-CONNECTIONS="${CONNECTIONS:-32}"
-WRK_THREADS="${WRK_THREADS:-2}"
 WARMUP="${WARMUP:-5}"
 KNOWN_PCT="${KNOWN_PCT:-60}"
 UNKNOWN_PCT="${UNKNOWN_PCT:-25}"
+PATH_PCT="${PATH_PCT:-5}"
 EXPECTED_STATUSES="${EXPECTED_STATUSES:-200 400 404 415}"
-ROUTE=/apis/products/predict/1.0.0
-UV="${UV:-$(command -v uv || echo "$HOME/.local/bin/uv")}"
-export BENTOML_DO_NOT_TRACK=true DO_NOT_TRACK=1
+source bench/common.sh
 PY=("$UV" run --frozen python)
 
 command -v wrk >/dev/null || { echo "bench/soak.sh: wrk is not installed (apt-get install wrk)" >&2; exit 3; }
@@ -68,7 +66,7 @@ tree_rss() {
 
 if [ -z "${SOAK_URL:-}" ]; then
   tag=$("${PY[@]}" -m service.serve_latest --print-bento-tag)
-  port=$("${PY[@]}" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$(free_port)
   setsid "$UV" run --frozen bentoml serve "$tag" --host 127.0.0.1 --port "$port" >"$out/server.log" 2>&1 &
   own_server=$!
   server_pid=$own_server
@@ -94,6 +92,17 @@ local path = "$ROUTE"
 local json_headers = { ["Content-Type"] = "application/json" }
 local text_headers = { ["Content-Type"] = "text/plain" }
 local known_pct, unknown_pct = $KNOWN_PCT / 100, ($KNOWN_PCT + $UNKNOWN_PCT) / 100
+local path_pct = ($KNOWN_PCT + $UNKNOWN_PCT + $PATH_PCT) / 100
+
+-- A random unknown path: "/" and 1 to 2,047 lowercase letters, digits and slashes.
+local function random_path()
+  local out = { "/" }
+  for i = 1, math.random(1, 2047) do
+    local c = math.random(40)
+    out[#out + 1] = c > 36 and "/" or (c > 26 and string.char(47 + c - 26) or string.char(96 + c))
+  end
+  return table.concat(out)
+end
 local malformed = {
   '{"productid": ""}',
   '{"productid": "' .. string.rep("9", 65) .. '"}',
@@ -130,6 +139,8 @@ function request()
     return wrk.format("POST", path, json_headers, '{"productid": "' .. known[math.random(#known)] .. '"}')
   elseif r < unknown_pct then
     return wrk.format("POST", path, json_headers, '{"productid": "U' .. math.random(1, 999999999) .. '"}')
+  elseif r < path_pct then
+    return wrk.format("GET", random_path())
   elseif math.random(20) == 1 then
     return wrk.format("POST", path, text_headers, "productid=206050084")
   end

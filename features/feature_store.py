@@ -4,7 +4,8 @@
 ``<project>.<bq_dataset>.<bq_table>`` through the official client. Both store exactly
 ``schema.FEATURE_STORE_SCHEMA``, replace the whole table on ``write`` (atomically) and answer "the latest row
 of a product" = its row with the greatest ``year_month`` (ties between sources broken by source name).
-Any failure to reach the store raises ``FeatureStoreUnavailable`` (the service answers 503 on it).
+Any failure to reach or read the store raises ``FeatureStoreUnavailable`` (the service answers 503 on it), a
+corrupt local file that makes polars panic included.
 """
 
 from __future__ import annotations
@@ -91,6 +92,11 @@ class LocalFeatureStore(FeatureStore):
             yield
         except (OSError, pl.exceptions.PolarsError) as exc:
             raise FeatureStoreUnavailable(f"cannot read {self.path}: {exc}") from exc
+        except pl.exceptions.PanicException as exc:  # a BaseException: some corrupt files make polars panic
+            reason = str(exc).splitlines()[0][:200] if str(exc) else ""
+            raise FeatureStoreUnavailable(
+                f"cannot read {self.path} (corrupt?): polars panicked: {reason}"
+            ) from exc
 
     def write(self, df: pl.DataFrame) -> int:
         frame = conform(df).sort(KEY_COLUMNS)

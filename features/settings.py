@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from features.calendar import Calendar
@@ -92,6 +92,34 @@ class Settings(BaseSettings):
         " is incomplete (not published without allow_incomplete); 0 disables the comparison",
     )
     feature_cache_ttl_seconds: float = Field(600.0, gt=0, description="Service feature cache refresh period")
+    feature_snapshot_max_age_seconds: float = Field(
+        1800.0,
+        gt=0,
+        description="Readiness limit: /readyz answers 503 once the service's feature snapshot is older than this "
+        "(its refreshes keep failing); must exceed feature_cache_ttl_seconds",
+    )
+    feature_miss_queries_per_second: float = Field(
+        5.0,
+        gt=0,
+        description="Per server worker: point queries per second (burst: one second's worth, at least 1) for ids "
+        "missing from a snapshot that is not fresh; misses beyond it answer 503 without a query",
+    )
+    http_header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A connection that has not sent a complete request head this long after it opened (or after "
+        "its previous response) is closed: idle and slowloris connections do not pile up",
+    )
+
+    @model_validator(mode="after")
+    def _snapshot_age_exceeds_ttl(self) -> Settings:
+        if self.feature_snapshot_max_age_seconds <= self.feature_cache_ttl_seconds:
+            raise ValueError(
+                "TAMALES_FEATURE_SNAPSHOT_MAX_AGE_SECONDS must exceed TAMALES_FEATURE_CACHE_TTL_SECONDS "
+                f"({self.feature_snapshot_max_age_seconds} <= {self.feature_cache_ttl_seconds}): "
+                "a snapshot refreshed on time would be reported as not ready"
+            )
+        return self
 
     @property
     def calendars(self) -> dict[str, Calendar]:

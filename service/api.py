@@ -2,12 +2,15 @@
 
 Per request on a cache hit: a dict lookup, ``features.schema.encode_row`` (the encoding training used) and
 ``training.forecast.predict_quantiles`` on the numpy row, all on the event loop — no pandas, no I/O; rows
-of requests that reach the model in the same loop turn share one call (``service.batching``). A miss goes
-to the feature store with one parameterized point query in a worker thread (see ``service.cache``).
+of requests that reach the model in the same loop turn share one call (``service.batching``). An id absent
+from a fresh snapshot is a 404 without I/O; only while the snapshot is not fresh does a miss cost a
+(rate-limited) parameterized point query, in a worker thread (see ``service.cache``).
 
 Errors are JSON ``{"error": reason}``: 400 for invalid bodies (BentoML's validation), 404 for unknown
-products, 503 while the feature store cannot be reached; ``service.errors.JSONErrors`` covers the rest.
-``/readyz`` answers 200 only once the model is loaded and a feature snapshot was read.
+products and unknown paths, 503 while the feature store cannot be reached; ``service.errors.JSONErrors``
+covers the rest. ``/readyz`` answers 200 only while the model is loaded and the feature snapshot is within
+its age limit. Server-level hardening: ``service.runtime`` (timeouts, GC), ``service.routing`` (bounded
+metric labels, no redirects), ``service.http_guard`` (request-head deadline, JSON 400 from the parser).
 """
 
 import logging
@@ -25,14 +28,14 @@ from features.settings import get_settings
 from service import contract, runtime
 from service import model as model_io
 from service.batching import RowBatcher
-from service.cache import FeatureCache
+from service.cache import FeatureCache, QueryBudgetSpent
 from service.errors import JSONErrors
 from service.openapi import OpenAPIDocs
+from service.routing import UnknownRoutes
 from training.forecast import predict_quantiles
 
 logger = logging.getLogger("bentoml.tamales.service")
-runtime.patch_timeout_middleware()
-runtime.quiet_invalid_input_logs()
+runtime.harden_server(get_settings())
 
 # The packaging flow pins the exact model with `--arg model_tag=name:version` (stored in the bento). Without
 # it (in-process tests, `bentoml serve service.api:...`) the newest model of the store is served.
@@ -69,7 +72,12 @@ class TamalesForecast:
         self.model = model_io.load(self.forecaster)
         # Fail at start-up rather than on every request if this model cannot score a feature row.
         predict_quantiles(self.model.booster, encode_row({}, self.model.spec.features), self.model.spec)
-        self.cache = FeatureCache(get_feature_store(settings), settings.feature_cache_ttl_seconds)
+        self.cache = FeatureCache(
+            get_feature_store(settings),
+            settings.feature_cache_ttl_seconds,
+            max_age=settings.feature_snapshot_max_age_seconds,
+            miss_rate=settings.feature_miss_queries_per_second,
+        )
         if not self.cache.refresh():
             logger.warning("feature store unreachable at start-up; not ready until it answers")
         self.cache.start()
@@ -91,7 +99,7 @@ class TamalesForecast:
             )
 
     def __is_ready__(self) -> bool:
-        return self.cache.loaded
+        return self.cache.ready
 
     def _predict_rows(self, X: np.ndarray) -> np.ndarray:
         return predict_quantiles(self.model.booster, X, self.model.spec)
@@ -101,10 +109,15 @@ class TamalesForecast:
         """Next month's sales of one product: ``prediction`` = p50, ``lower``/``upper`` = p10/p90."""
         row = self.cache.get_cached(productid)
         if row is None:
+            if self.cache.known_absent(productid):  # absent from a fresh snapshot: no thread, no query
+                return JSONResponse(contract.unknown_product(productid), status_code=404)
             try:
                 row = await anyio.to_thread.run_sync(self.cache.lookup, productid)
             except FeatureStoreUnavailable as exc:
-                logger.warning("feature lookup failed for a miss: %s", exc)
+                # Spent budgets are not logged one by one: a flood of misses must not flood the log too
+                # (failed queries are bounded by the budget).
+                if not isinstance(exc, QueryBudgetSpent):
+                    logger.warning("feature lookup failed for a miss: %s", exc)
                 return JSONResponse(contract.store_unavailable(productid), status_code=503)
             if row is None:
                 return JSONResponse(contract.unknown_product(productid), status_code=404)
@@ -139,3 +152,5 @@ TamalesForecast.add_asgi_middleware(
     JSONErrors, api_paths=contract.API_ROUTES, max_body_bytes=contract.MAX_BODY_BYTES
 )
 TamalesForecast.add_asgi_middleware(OpenAPIDocs)  # /docs.json documents every answer (service.openapi)
+# JSON 404 for unknown paths, never a redirect (service.routing)
+TamalesForecast.add_asgi_middleware(UnknownRoutes)

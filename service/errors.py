@@ -4,12 +4,14 @@ BentoML already answers validation errors with JSON, but other error paths do no
 the ``/readyz`` 503 are plain text, and ``BentoMLException`` bodies come out as a one-element JSON list. This
 layer rewrites any error response (status >= 400) that is not already such an object, rejects non-JSON and
 oversized request bodies on the API routes up front (BentoML's multipart parsing of arbitrary bodies can fail
-with a 500), and turns an escaped exception into a JSON 500 without a traceback. Successful responses pass
+with a 500), and turns an escaped exception — any ``BaseException`` but cancellation and shutdown, so a Rust
+panic too — into a JSON 500 without a traceback. Successful responses pass
 through untouched.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Collection
@@ -19,11 +21,14 @@ from typing import Any
 from bentoml.exceptions import BentoMLException
 
 logger = logging.getLogger("bentoml.tamales.errors")
+# Control flow, not errors: a cancelled request (client gone, timeout) and process shutdown pass through.
+_PROPAGATE = (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit)
 
 Scope = dict[str, Any]
 
 
-def _json_message(status: int, body: dict) -> tuple[dict, dict]:
+def json_messages(status: int, body: dict) -> tuple[dict, dict]:
+    """The two ASGI messages (start, body) of a JSON response."""
     data = json.dumps(body).encode()
     start = {
         "type": "http.response.start",
@@ -110,7 +115,7 @@ class JSONErrors:
             return
         rejected = self._reject(scope)
         if rejected is not None:
-            for message in _json_message(*rejected):
+            for message in json_messages(*rejected):
                 await send(message)
             return
 
@@ -132,7 +137,7 @@ class JSONErrors:
                 if message.get("more_body", False):
                     return
                 status = held["status"]
-                start, body = _json_message(status, normalize_error(status, b"".join(chunks)))
+                start, body = json_messages(status, normalize_error(status, b"".join(chunks)))
                 # Keep headers such as Server / request ids, replace the content headers.
                 extra = [
                     (k, v)
@@ -148,8 +153,10 @@ class JSONErrors:
 
         try:
             await self.app(scope, receive, send_wrapper)
-        except Exception:
+        except _PROPAGATE:
+            raise
+        except BaseException:  # noqa: BLE001 - a Rust panic (PanicException) is a BaseException too
             logger.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if not started or held is not None:
-                for message in _json_message(500, {"error": "internal error"}):
+                for message in json_messages(500, {"error": "internal error"}):
                     await send(message)

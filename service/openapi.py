@@ -5,7 +5,8 @@ BentoML documents 200/400/404/500 for the API routes and only 200 for its probes
 route while the feature store cannot be reached, 504 when a request outlives ``traffic.timeout``, and 503 on
 ``/readyz`` until it is ready; BentoML leaves the request body optional although a request without one is
 a 400; and BentoML's own 400 body carries pydantic's error list in ``detail`` where its
-schema says string. ``complete_spec`` documents all of that; ``OpenAPIDocs`` serves the completed document.
+schema says string. ``complete_spec`` documents all of that; ``OpenAPIDocs`` serves the completed document
+(and the Swagger UI page that shows it, ``service.docs_page``).
 Clients and contract tests (tests/test_fuzz_api.py) rely on every answer being documented.
 """
 
@@ -16,8 +17,10 @@ import json
 from typing import Any
 
 from service.contract import API_ROUTES, PREDICT_ROUTE
+from service.docs_page import page_messages, without_remote_images
 
 DOCS_PATH = "/docs.json"
+PAGE_PATH = "/"
 _ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 ERROR_BODY = {
     "type": "object",
@@ -36,7 +39,10 @@ _API_ERRORS = {
     "504": "The request was not answered within the server's timeout",
 }
 _PREDICT_ERRORS = {"503": "The feature store cannot be reached: retry later"}
-_READYZ_ERRORS = {"503": "Not ready: the model or the first feature snapshot is not loaded yet"}
+_READYZ_ERRORS = {
+    "503": "Not ready: the model or a feature snapshot is not loaded yet, or the snapshot is older than "
+    "its age limit (refreshes failing)"
+}
 
 
 def _response(description: str) -> dict:
@@ -46,6 +52,9 @@ def _response(description: str) -> dict:
 def complete_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """A copy of BentoML's OpenAPI document with the service's other answers documented (see module doc)."""
     spec = copy.deepcopy(spec)
+    info = spec.get("info", {})
+    if isinstance(info.get("description"), str):  # no third-party images on the docs page
+        info["description"] = without_remote_images(info["description"])
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     schemas["ErrorBody"] = ERROR_BODY
     for name in ("InvalidArgument", "NotFound", "InternalServerError"):
@@ -71,13 +80,21 @@ def complete_spec(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 class OpenAPIDocs:
-    """ASGI middleware: passes everything through, but serves ``/docs.json`` through ``complete_spec``."""
+    """ASGI middleware: passes everything through, but serves ``/docs.json`` through ``complete_spec`` and the
+    Swagger UI page at ``/`` without third-party requests (``service.docs_page``)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("path") != DOCS_PATH or scope.get("method") != "GET":
+        if scope["type"] != "http" or scope.get("method") not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] == PAGE_PATH:
+            for message in page_messages():
+                await send(message)
+            return
+        if scope["path"] != DOCS_PATH or scope["method"] != "GET":
             await self.app(scope, receive, send)
             return
         start: dict | None = None

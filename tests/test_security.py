@@ -2,8 +2,11 @@
 
 * Hostile ids (SQL injection, path traversal, huge strings, control characters) against the served bento on
   the BigQuery feature store (bqemulator behind a recording proxy): every answer is a 4xx or a 404 JSON
-  error, the SQL text BigQuery receives never contains them (they travel only as query parameters) and the
-  table is intact afterwards.
+  error; while the snapshot is fresh they never reach BigQuery, and while it is not (refreshes failing) the
+  SQL text BigQuery receives never contains them (they travel only as query parameters); the table is intact
+  afterwards.
+* A flood of unknown ids costs no BigQuery query while the snapshot is fresh, and at most the configured
+  point-query rate per worker while it is not (counted by the proxy in front of the emulator).
 * ``detect-secrets``: the tree holds no secret that ``.secrets.baseline`` does not list as audited.
 * The generated Dockerfile of the built bento runs the server as a non-root user.
 * A fake service-account key in ``GOOGLE_APPLICATION_CREDENTIALS`` never shows up in logs, Prefect
@@ -13,6 +16,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -20,6 +24,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +36,8 @@ import pytest
 from features.settings import Settings, get_settings
 from service.contract import BATCH_ROUTE, MAX_BODY_BYTES, PREDICT_ROUTE
 from tests.fixtures import emulators, serving
-from tests.fixtures.faults import FaultProxy, start_fault_proxy, stop_bento, tree_bytes
+from tests.fixtures.attacks import flood, posts, unknown_ids
+from tests.fixtures.faults import FaultProxy, Seen, start_fault_proxy, stop_bento, tree_bytes
 from tests.fixtures.prefect_server import REPO_ROOT
 
 trained_model = serving.trained_model
@@ -82,6 +88,11 @@ INVALID = [
     "ñ",
 ]
 TOO_BIG = ["A" * (MAX_BODY_BYTES + 1), "x" * 2_000_000]
+# The module's server: short snapshot refresh period and BigQuery deadline, the default point-query rate.
+TTL_SECONDS = 2
+BQ_TIMEOUT_SECONDS = 5
+MISS_QUERIES_PER_SECOND = 5.0
+WORKERS = 2  # service.contract.SERVER_CONFIG
 DISTINCTIVE = ["DROP TABLE", "DELETE FROM", "UNION ALL", "SLEEP(", "OR '1'='1", "passwd", "win.ini", "id_rsa"]
 
 
@@ -152,6 +163,10 @@ def served_on_bigquery(
         "TAMALES_BQ_PROJECT": bigquery_emulator.project,
         "TAMALES_BQ_ENDPOINT": proxy.url,
         "GOOGLE_APPLICATION_CREDENTIALS": str(key_path),
+        # Short timings so a failing refresh (an armed fault) makes the snapshot not fresh within seconds.
+        "TAMALES_FEATURE_CACHE_TTL_SECONDS": str(TTL_SECONDS),
+        "TAMALES_BQ_TIMEOUT_SECONDS": str(BQ_TIMEOUT_SECONDS),
+        "TAMALES_FEATURE_MISS_QUERIES_PER_SECOND": str(MISS_QUERIES_PER_SECOND),
     }
     server = serving.serve_bento(packaged_bento, env, root / "serve.log")
     try:
@@ -163,10 +178,10 @@ def served_on_bigquery(
         proxy.server.server_close()
 
 
-def _queries(proxy: FaultProxy) -> list[tuple[str, list[str]]]:
-    """(SQL text, parameter values) of every query the service sent to BigQuery."""
+def _queries(seen_requests: list[Seen]) -> list[tuple[str, list[str]]]:
+    """(SQL text, parameter values) of every query among the requests the proxy saw."""
     found = []
-    for seen in proxy.log:
+    for seen in seen_requests:
         try:
             body = json.loads(seen.body) if seen.body else None
         except ValueError:
@@ -178,6 +193,46 @@ def _queries(proxy: FaultProxy) -> list[tuple[str, list[str]]]:
             values = [p["parameterValue"]["value"] for p in request.get("queryParameters", [])]
             found.append((request["query"], values))
     return found
+
+
+def _point_queries(proxy: FaultProxy, since: int = 0) -> list[list[str]]:
+    """Parameter values of every point query (a query with parameters) the proxy saw from log index ``since``."""
+    with proxy.lock:
+        seen = proxy.log[since:]
+    return [values for _, values in _queries(seen) if values]
+
+
+def _is_full_refresh(body: bytes) -> bool:
+    return b"QUALIFY" in body and b"@id_product" not in body
+
+
+@contextlib.contextmanager
+def _refresh_failing(proxy: FaultProxy) -> Iterator[None]:
+    """Every full snapshot query fails (503) inside the block; returns once the workers' refreshes have
+    failed (their snapshots are no longer fresh), and the store is healthy again after it."""
+    fault = proxy.fail(times=10**9, status=503, body_match=_is_full_refresh)
+    try:
+        deadline = time.monotonic() + 60
+        while fault.fired == 0:
+            assert time.monotonic() < deadline, "no snapshot refresh reached BigQuery"
+            time.sleep(0.1)
+        time.sleep(TTL_SECONDS + BQ_TIMEOUT_SECONDS + 1)  # every worker has tried and given up by now
+        yield
+    finally:
+        proxy.disarm()
+        _wait_until_refreshed(proxy)
+
+
+def _wait_until_refreshed(proxy: FaultProxy, timeout: float = 60.0) -> None:
+    """Wait for two successful snapshot refreshes per worker from now on: every snapshot is fresh again."""
+    start, deadline = len(proxy.log), time.monotonic() + timeout
+    while True:
+        with proxy.lock:
+            seen = proxy.log[start:]
+        if sum(not s.injected and s.status == 200 and _is_full_refresh(s.body) for s in seen) >= 2 * WORKERS:
+            return
+        assert time.monotonic() < deadline, "the snapshot refreshes did not succeed again"
+        time.sleep(0.2)
 
 
 def _post(client: httpx.Client, route: str, body: dict) -> httpx.Response:
@@ -199,6 +254,7 @@ def test_hostile_product_ids_are_4xx_and_reach_bigquery_only_as_parameters(
     served = served_on_bigquery
     url = served.server.url
     served.proxy.reset()
+    _wait_until_refreshed(served.proxy)
     lookups = SQL_INJECTION + PATH_TRAVERSAL
     with httpx.Client(base_url=url, timeout=30) as client:
         for product_id in lookups:
@@ -211,9 +267,21 @@ def test_hostile_product_ids_are_4xx_and_reach_bigquery_only_as_parameters(
         assert batch.status_code == 200, batch.text
         assert {r["status"] for r in batch.json()["results"]} == {404}
         _assert_error(_post(client, BATCH_ROUTE, {"productids": ["206050084", *INVALID[:3]]}), (400,))
+    # The snapshot is fresh: ids absent from it are unknown products, settled without asking BigQuery.
+    assert _point_queries(served.proxy) == []
 
-    queries = _queries(served.proxy)
-    assert queries, "the service sent no query to BigQuery: the lookups did not reach the store"
+    # While refreshes fail, a miss is a point query: each hostile id must reach BigQuery only as a parameter.
+    with _refresh_failing(served.proxy):
+        for product_id in lookups:
+            deadline = time.monotonic() + 30
+            while [product_id] not in _point_queries(served.proxy):
+                assert time.monotonic() < deadline, f"{product_id!r} never reached BigQuery"
+                with httpx.Client(base_url=url, timeout=30) as client:  # a new connection: any worker
+                    response = _post(client, PREDICT_ROUTE, {"productid": product_id})
+                _assert_error(response, (404, 503))  # 503: the point-query budget is spent, retry
+                time.sleep(0.25)
+
+    queries = _queries(served.proxy.log)
     sent_values = {value for _, values in queries for value in values}
     point_sql = {sql for sql, values in queries if values}
     # One constant SQL text for every lookup, whatever the id: the input never shapes the statement.
@@ -229,6 +297,40 @@ def test_hostile_product_ids_are_4xx_and_reach_bigquery_only_as_parameters(
     store = BigQueryFeatureStore(served.settings)
     store.ping()  # the table still exists
     assert store.read_all().equals(served.table)  # and holds exactly the rows it held
+
+
+@pytest.mark.timeout(600)
+def test_a_flood_of_unknown_ids_costs_a_bounded_number_of_bigquery_queries(
+    served_on_bigquery: ServedOnBigQuery,
+):
+    """Once each never-seen id cost one BigQuery query (1,287 queries/s measured): cost and quota in the
+    hands of anonymous clients. Now: none while the snapshot is fresh, a bounded rate while it is not."""
+    served = served_on_bigquery
+    url, proxy = served.server.url, served.proxy
+    proxy.reset()
+    _wait_until_refreshed(proxy)
+    start = len(proxy.log)
+    started = time.monotonic()
+    statuses = flood(url, posts(PREDICT_ROUTE, unknown_ids(2000, "fresh")), concurrency=16)
+    elapsed = time.monotonic() - started
+    sent = len(_point_queries(proxy, since=start))
+    print(f"fresh snapshot: {sum(statuses.values())} unknown ids in {elapsed:.1f} s -> {sent} point queries")
+    assert statuses == {404: 2000}
+    assert sent == 0, f"{sent} point queries for ids absent from a fresh snapshot"
+
+    with _refresh_failing(proxy):
+        start = len(proxy.log)
+        started = time.monotonic()
+        statuses = flood(url, posts(PREDICT_ROUTE, unknown_ids(3000, "stale")), concurrency=16)
+        elapsed = time.monotonic() - started
+        sent = len(_point_queries(proxy, since=start))
+    bound = WORKERS * (MISS_QUERIES_PER_SECOND * elapsed + max(1.0, MISS_QUERIES_PER_SECOND))
+    print(
+        f"snapshot not fresh: 3000 unknown ids in {elapsed:.1f} s -> {sent} point queries (bound {bound:.0f})"
+    )
+    print(f"statuses: {dict(statuses)}")
+    assert set(statuses) <= {404, 503} and sum(statuses.values()) == 3000, statuses
+    assert 0 < sent <= bound, (sent, bound)
 
 
 def test_secrets_baseline_covers_the_tree(tmp_path: Path):

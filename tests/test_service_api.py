@@ -184,21 +184,49 @@ def _hide(path: Path) -> Path:
     return hidden
 
 
-def test_store_outage_503_then_recovery(forecast_client, known_product, packaged_bento):
-    """Hits are served from memory during an outage; a miss is a 503 (not a cached 404) until it is back."""
+@pytest.fixture
+def fast_refresh(monkeypatch):
+    """The next service instance refreshes its snapshot every half second (request it before the client)."""
+    from features.settings import get_settings
+
+    monkeypatch.setenv("TAMALES_FEATURE_CACHE_TTL_SECONDS", "0.5")
+    get_settings.cache_clear()
+
+
+def _eventually(call, status: int, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while (response := call()).status_code != status and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return response
+
+
+def test_store_outage_503_then_recovery(fast_refresh, forecast_client, known_product, packaged_bento):
+    """Hits are served from memory during an outage. Once a refresh has failed the snapshot no longer settles
+    misses: a miss is a 503 (not a cached 404), from predict and inside a large batch alike, until the store
+    is back."""
     from features.settings import get_settings
 
     store = get_settings().local_feature_store_path
+    unknown = [f"12345678{i}" for i in range(10)] + [f"98765432{i}" for i in range(10)]
     hidden = _hide(store)
     try:
         assert forecast_client.post(PREDICT_ROUTE, json={"productid": known_product}).status_code == 200
-        body = _json_error_5xx(forecast_client.post(PREDICT_ROUTE, json={"productid": "123456789"}))
-        assert body["productid"] == "123456789"
-        batch = forecast_client.post(BATCH_ROUTE, json={"productids": [known_product, "123456789"]}).json()
-        assert [r["status"] for r in batch["results"]] == [200, 503]
+        miss = _eventually(lambda: forecast_client.post(PREDICT_ROUTE, json={"productid": unknown[0]}), 503)
+        assert _json_error_5xx(miss)["productid"] == unknown[0]
+        batch = forecast_client.post(BATCH_ROUTE, json={"productids": [known_product, *unknown]}).json()
+        assert [r["status"] for r in batch["results"]] == [200] + [503] * len(unknown)
     finally:
         hidden.rename(store)
-    _json_error(forecast_client.post(PREDICT_ROUTE, json={"productid": "123456789"}), 404)
+    back = _eventually(lambda: forecast_client.post(PREDICT_ROUTE, json={"productid": unknown[0]}), 404)
+    _json_error(back, 404)
+    deadline = time.monotonic() + 20  # until the next refresh has made the snapshot fresh again
+    while True:
+        batch = forecast_client.post(BATCH_ROUTE, json={"productids": [known_product, *unknown]}).json()
+        statuses = [r["status"] for r in batch["results"]]
+        if statuses == [200] + [404] * len(unknown) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert statuses == [200] + [404] * len(unknown)
 
 
 def _json_error_5xx(response) -> dict:

@@ -1,9 +1,10 @@
 """The forecast service on the BigQuery feature store (the real client against bqemulator on 127.0.0.1).
 
 The session's feature table is loaded into the emulator; the service is started in-process with
-``TAMALES_FEATURE_STORE=bigquery``. Misses go to BigQuery as parameterized point queries, so SQL-looking ids
-are plain unknown products; while the emulator is down, hits are still served from memory, misses are 503,
-and once it is back (restarted empty, reloaded) the same id answers 200.
+``TAMALES_FEATURE_STORE=bigquery``. Ids absent from the fresh snapshot, SQL-looking ones included, are plain
+unknown products; while the emulator is down, hits are still served from memory and, once a refresh has
+failed, misses are 503 (their point queries fail); once it is back (restarted empty, reloaded) a product
+published meanwhile answers 200.
 """
 
 from __future__ import annotations
@@ -60,6 +61,14 @@ def _wait_until_free(*ports: int, timeout: float = 15.0) -> None:
             time.sleep(0.1)
 
 
+def _eventually(call, status: int, timeout: float = 30.0):
+    """``call()`` until it answers ``status`` (or ``timeout``): the last response."""
+    deadline = time.monotonic() + timeout
+    while (response := call()).status_code != status and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return response
+
+
 def _with_new_product(table: pl.DataFrame, source_id: str) -> pl.DataFrame:
     """The table plus a copy of ``source_id``'s rows under ``NEW_PRODUCT`` (published after start-up)."""
     copy = table.filter(pl.col("id_product") == source_id).with_columns(id_product=pl.lit(NEW_PRODUCT))
@@ -75,6 +84,7 @@ def test_bigquery_backend_lookup_outage_and_recovery(
     from features.settings import get_settings
 
     monkeypatch.setenv("TAMALES_BQ_TIMEOUT_SECONDS", "2")  # an unreachable store fails fast
+    monkeypatch.setenv("TAMALES_FEATURE_CACHE_TTL_SECONDS", "1")  # and the refresher notices within seconds
     get_settings.cache_clear()
     store = get_feature_store()
     assert isinstance(store, BigQueryFeatureStore)
@@ -96,15 +106,15 @@ def test_bigquery_backend_lookup_outage_and_recovery(
         bigquery_emulator.stop()
         try:
             assert client.post(PREDICT_ROUTE, json={"productid": known_product}).json() == hit.json()
-            down = client.post(PREDICT_ROUTE, json={"productid": NEW_PRODUCT})
-            assert down.status_code == 503, down.text
+            down = _eventually(lambda: client.post(PREDICT_ROUTE, json={"productid": NEW_PRODUCT}), 503)
+            assert down.status_code == 503, down.text  # once a refresh has failed, a miss asks the store
             assert "feature store unavailable" in down.json()["error"] and "Traceback" not in down.text
         finally:
             _wait_until_free(bigquery_emulator.rest_port, bigquery_emulator.grpc_port)
             bigquery_emulator.start()  # ephemeral: it comes back empty
         store.write(_with_new_product(local_table, known_product))
 
-        back = client.post(PREDICT_ROUTE, json={"productid": NEW_PRODUCT})
+        back = _eventually(lambda: client.post(PREDICT_ROUTE, json={"productid": NEW_PRODUCT}), 200)
         assert back.status_code == 200, back.text
         assert {k: v for k, v in back.json().items() if k != "productid"} == {
             k: v for k, v in hit.json().items() if k != "productid"

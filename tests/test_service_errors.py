@@ -125,3 +125,36 @@ def test_rejected_input_is_logged_as_one_info_line_without_traceback(caplog):
     assert rejected.levelno == logging.INFO and rejected.exc_info is None
     assert rejected.getMessage() == "rejected invalid input on /apis/products/predict/1.0.0 [POST]"
     assert fault.levelno == logging.ERROR and fault.exc_info is not None
+
+
+class _Panic(BaseException):
+    """Like pyo3's PanicException: a BaseException that is no Exception."""
+
+
+async def _panics(scope, receive, send):
+    raise _Panic("rust panicked")
+
+
+def test_a_base_exception_escaping_the_app_is_a_json_500():
+    test_client = TestClient(JSONErrors(_panics), raise_server_exceptions=False)  # no lifespan
+    body = _assert_json_error(test_client.get("/anything"), 500)
+    assert "panicked" not in json.dumps(body)
+
+
+def test_the_timeout_middleware_does_not_wait_out_its_timer_when_the_app_fails_first():
+    """BentoML's TimeoutMiddleware only stops waiting when the app starts a response or the timer fires: an
+    app that raised first held the request for the whole timeout (30 s) before a plain-text 500."""
+    import time
+
+    from bentoml._internal.server.http.traffic import TimeoutMiddleware
+
+    from service.runtime import patch_timeout_middleware
+
+    assert patch_timeout_middleware()
+    test_client = TestClient(
+        JSONErrors(TimeoutMiddleware(_panics, timeout=20)), raise_server_exceptions=False
+    )
+    started = time.monotonic()
+    response = test_client.get("/anything")
+    assert time.monotonic() - started < 5
+    _assert_json_error(response, 500)
