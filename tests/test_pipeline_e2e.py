@@ -4,7 +4,8 @@
 ``prefect server``, starts a worker (which creates the process pool), runs ``prefect deploy --all`` on the
 repository's ``prefect.yaml``, checks what was stored (nothing of the deploying checkout), runs
 ``tamales-pipeline/daily`` on generated deliveries, then checks the run and its four sub-flow runs completed,
-``@champion`` exists in the run's MLflow store and one bento of that champion's model was built.
+``@champion`` exists in the run's MLflow store and one bento of that champion's model was built; then the next
+month's delivery lands and a second run refreshes the recipe on it, moves ``@champion`` and packages it.
 In-process (Prefect test harness): a failing step stops the run naming it; a re-run on the session's
 unchanged sample reuses everything; the packaging decision follows the registry and the bento store.
 """
@@ -65,7 +66,7 @@ def e2e_env(prefect_server: PrefectServer, tmp_path: Path) -> dict[str, str]:
     from features.synth import generate
 
     delivery = tmp_path / "landing"
-    generate(delivery, seed=11)
+    generate(delivery, seed=11, cut=1)  # the test adds the next month's delivery later
     env = {k: v for k, v in prefect_server.env.items() if not k.startswith(("TAMALES_", "MLFLOW_TRACKING"))}
     env |= {
         "TAMALES_STATE_DIR": str(tmp_path / "state"),
@@ -101,7 +102,7 @@ def _wait_for_pool(
 
 
 @pytest.mark.e2e
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1500)
 def test_daily_deployment_end_to_end(prefect_server: PrefectServer, e2e_env: dict[str, str], tmp_path: Path):
     server = prefect_server
     # The worker gets the settings; flow runs read them at run time. Started first: it creates the pool.
@@ -184,6 +185,47 @@ def test_daily_deployment_end_to_end(prefect_server: PrefectServer, e2e_env: dic
     assert stores["bentos"] == [{"tag": stores["bentos"][0]["tag"], "models": [model["tag"]]}], stores
     assert stores["bentos"][0]["tag"].startswith("tamales-forecast:")
 
+    # A month later the next delivery lands beside the first: the same (unchanged) recipe is refit on the newer
+    # data, beats the baselines again, takes @champion and is packaged.
+    from features.synth import generate
+
+    generate(Path(e2e_env["TAMALES_SOURCE_URL"]), seed=11)
+    output = _run_daily(server, worker_env, tmp_path / "worker-2.log")
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
+    refreshed = client.get_model_version_by_alias("tamales-sales-forecaster", "champion")
+    assert int(refreshed.version) > int(champion.version), output[-2000:]
+    assert refreshed.tags["recipe"] == champion.tags["recipe"]
+    assert refreshed.tags["data_version"] != champion.tags["data_version"]
+    assert "refreshed on the newest data" in refreshed.tags["gate_reason"]
+    stores = json.loads(_check(_run([PREFECT[0], "-c", _STORES], e2e_env), "bento store listing"))
+    newest = {m["labels"]["mlflow_version"]: m["tag"] for m in stores["models"]}
+    assert set(newest) == {str(champion.version), str(refreshed.version)}
+    assert len(stores["bentos"]) == 2
+    assert any(b["models"] == [newest[str(refreshed.version)]] for b in stores["bentos"]), stores
+
+
+def _run_daily(server: PrefectServer, worker_env: dict[str, str], worker_log: Path) -> str:
+    """Run the deployed daily pipeline once more with a fresh worker; its output (asserts it completed)."""
+    worker = start_group(
+        [*PREFECT, "worker", "start", "--pool", "tamales-process", "--type", "process"],
+        worker_env,
+        worker_log,
+    )
+    try:
+        run = subprocess.run(
+            [*PREFECT, "deployment", "run", "tamales-pipeline/daily", "--watch", "--watch-timeout", "780"],
+            cwd=REPO_ROOT,
+            env=server.env,
+            capture_output=True,
+            text=True,
+            timeout=840,
+        )
+    finally:
+        stop_group(worker)
+        kill_processes_using(server.api_url)
+    assert run.returncode == 0, f"second pipeline run failed:\n{run.stdout[-3000:]}\n{tail(worker_log, 8000)}"
+    return run.stdout
+
 
 def _run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120)
@@ -220,7 +262,7 @@ def test_a_failed_step_stops_the_pipeline_naming_it(prefect_harness, tmp_path: P
 
 
 def test_a_rerun_on_unchanged_deliveries_reuses_everything(
-    sample_delivery: Path, processed_version: str, trained_model: dict, packaged_bento: str, prefect_harness
+    sample_delivery: Path, processed_version: str, trained_model, packaged_bento: str, prefect_harness
 ):
     """The session's chain already ingested, built, trained and packaged the sample: the pipeline on the same
     delivery copies nothing, registers no model version and builds no bento."""
@@ -238,14 +280,14 @@ def test_a_rerun_on_unchanged_deliveries_reuses_everything(
 
     assert summary["ingest"]["counts"]["copied"] == 0 and summary["ingest"]["counts"]["unchanged"] > 0
     assert summary["data_version"] == processed_version
-    assert summary["train_status"] == "unchanged" and summary["model_version"] == trained_model["version"]
+    assert summary["train_status"] == "unchanged" and summary["model_version"] == trained_model.model_version
     assert summary["promoted"] is False
     assert {
         v.version for v in registry.search_model_versions(f"name = '{settings.model_name}'")
     } == versions_before
     assert {str(b.tag) for b in bentoml.bentos.list()} == bentos_before
-    assert trained_model["alias"] == "champion", "the sample's model should beat the baselines"
-    assert summary["bento"] == packaged_bento and summary["champion_version"] == trained_model["version"]
+    assert trained_model.alias == "champion", "the sample's model should beat the baselines"
+    assert summary["bento"] == packaged_bento and summary["champion_version"] == trained_model.model_version
     assert summary["packaging"].startswith(f"bento {packaged_bento} already serves @champion")
 
 

@@ -54,12 +54,12 @@ def restore_mlflow_uri():
 
 @pytest.mark.timeout(300)
 def test_unreachable_tracking_server_fails_the_flow_clearly(
-    trained_model: dict, monkeypatch, prefect_harness, restore_mlflow_uri
+    trained_model, monkeypatch, prefect_harness, restore_mlflow_uri
 ):
     from flows.train import train
 
     session_store = get_settings().mlflow_tracking_uri
-    before = _registry(session_store, trained_model["model_name"])
+    before = _registry(session_store, trained_model.model_name)
     dead = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", dead)
     for key, value in FAST_FAIL.items():
@@ -67,7 +67,7 @@ def test_unreachable_tracking_server_fails_the_flow_clearly(
     get_settings.cache_clear()
 
     started = time.monotonic()
-    state = train(version=trained_model["data_version"], params={"max_depth": 3}, return_state=True)
+    state = train(data_version=trained_model.data_version, params={"max_depth": 3}, return_state=True)
 
     assert state.is_failed()
     message = state.message or ""
@@ -79,7 +79,7 @@ def test_unreachable_tracking_server_fails_the_flow_clearly(
     assert time.monotonic() - started < 180
     # Nothing fell back to another store: the session's registry is untouched.
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    assert _registry(session_store, trained_model["model_name"]) == before
+    assert _registry(session_store, trained_model.model_name) == before
 
 
 def _running_runs(db: Path, experiment: str) -> int:
@@ -96,12 +96,10 @@ def _running_runs(db: Path, experiment: str) -> int:
 
 
 @pytest.mark.timeout(600)
-def test_tracking_server_killed_mid_training_moves_no_alias(
-    trained_model: dict, tmp_path: Path, prefect_harness
-):
+def test_tracking_server_killed_mid_training_moves_no_alias(trained_model, tmp_path: Path, prefect_harness):
     from prefect.settings import PREFECT_API_URL
 
-    model_name = trained_model["model_name"]
+    model_name = trained_model.model_name
     session_db = Path(get_settings().mlflow_tracking_uri.removeprefix("sqlite:///"))
     db = tmp_path / "mlflow.db"
     with sqlite3.connect(session_db) as source, sqlite3.connect(db) as copy:
@@ -140,7 +138,7 @@ def test_tracking_server_killed_mid_training_moves_no_alias(
             TAMALES_MLFLOW_EXPERIMENT=experiment,
             **FAST_FAIL,
         )
-        version = trained_model["data_version"]
+        version = trained_model.data_version
         cmd = [sys.executable, "-m", "flows.train", "--version", version, "--params", '{"max_depth": 3}']
         flow = start_group(cmd, env, tmp_path / "train.log", cwd=REPO_ROOT)
         # SIGKILL the tracking server (its whole process group) as soon as the training run is open.

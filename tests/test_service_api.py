@@ -7,6 +7,7 @@ flow registered the model, the packaging flow imported it into the BentoML store
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def test_predict_contract(forecast_client, known_product, feature_rows, trained_
     row = feature_rows[known_product]
     assert body["features_as_of"] == f"{row['year_month']:%Y-%m}"
     assert body["forecast_month"] == _next_month(body["features_as_of"])
-    assert body["model_version"] == str(trained_model["version"])
+    assert body["model_version"] == str(trained_model.model_version)
 
 
 def test_predictions_are_the_training_code_applied_to_the_stored_row(
@@ -62,13 +63,15 @@ def test_predictions_are_the_training_code_applied_to_the_stored_row(
 
     from features.schema import encode_row
     from features.settings import get_settings
-    from training.forecast import predict_quantiles
+    from training.forecast import predict_quantiles, spec_of
 
     settings = get_settings()
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    booster = mlflow.xgboost.load_model(f"models:/{settings.model_name}/{trained_model['version']}")
+    booster = mlflow.xgboost.load_model(f"models:/{settings.model_name}/{trained_model.model_version}")
     for product_id in sorted(feature_rows)[:5]:
-        expected = predict_quantiles(booster, encode_row(feature_rows[product_id]))[0]
+        expected = predict_quantiles(
+            booster, encode_row(feature_rows[product_id], spec_of(booster).features)
+        )[0]
         body = forecast_client.post(PREDICT_ROUTE, json={"productid": product_id}).json()
         got = (body["lower"], body["prediction"], body["upper"])
         assert got == pytest.approx(tuple(expected), rel=1e-4, abs=1e-2), product_id
@@ -157,7 +160,7 @@ def test_batch_answers_every_id_in_order(forecast_client, feature_rows, trained_
     response = forecast_client.post(BATCH_ROUTE, json={"productids": ids})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["model_version"] == str(trained_model["version"])
+    assert body["model_version"] == str(trained_model.model_version)
     results = body["results"]
     assert [r["productid"] for r in results] == ids
     assert [r["status"] for r in results] == [200, 404, 200, 200, 404, 200]
@@ -272,3 +275,27 @@ def test_features_as_of_is_the_latest_month_of_the_product(forecast_client, feat
     body = forecast_client.post(PREDICT_ROUTE, json={"productid": product_id}).json()
     assert body["features_as_of"] == f"{latest:%Y-%m}"
     assert isinstance(latest, dt.date)
+
+
+def test_short_stale_and_discontinued_products_get_the_wide_fallback(forecast_client, feature_rows):
+    """Issue #10 item 6 through the API: a product with 1-2 months of history, one whose latest months are
+    missing, a discontinued one — each gets a finite forecast at its last known level with a wide band."""
+    from training.forecast import FALLBACK_BAND, MIN_HISTORY, STALE_MONTHS
+
+    odd = {
+        pid: row
+        for pid, row in feature_rows.items()
+        if (row["months_of_history"] or 0) < MIN_HISTORY or (row["months_since_sale"] or 0) > 0
+    }
+    assert any((r["months_of_history"] or 0) < MIN_HISTORY for r in odd.values())  # the sample has a launch
+    assert any((r["months_since_sale"] or 0) > 0 for r in odd.values())  # ... and products that stopped
+    for pid, row in odd.items():
+        body = forecast_client.post(PREDICT_ROUTE, json={"productid": pid}).json()
+        low, mid, high = body["lower"], body["prediction"], body["upper"]
+        assert all(map(math.isfinite, (low, mid, high))) and 0 <= low <= mid <= high, body
+        assert mid == pytest.approx(
+            row["seasonal_forecast"] or row["level_forecast"] or 0.0, rel=1e-3, abs=1e-3
+        )
+        assert low <= mid * FALLBACK_BAND[0] + 1e-3 and high >= mid * FALLBACK_BAND[1] - 1e-3, body
+        if (row["months_since_sale"] or 0) >= STALE_MONTHS:
+            assert low == 0.0, body

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from features.schema import FEATURE_COLUMNS
 from service.batching import RowBatcher
-from training.forecast import QUANTILES, SEASONAL_WEIGHT_ATTR, predict_quantiles
+from training.forecast import QUANTILES, ModelSpec, attach_spec, predict_quantiles
+from training.recipe import DEFAULT_FEATURES
 
 
 class Recorder:
@@ -111,8 +111,9 @@ def test_a_cancelled_request_does_not_disturb_the_others():
 def test_batched_quantiles_equal_row_by_row_quantiles():
     """With the real forecast code and a real booster, a batch gives each row's own answer."""
     rng = np.random.default_rng(3)
-    X = rng.lognormal(8, 1, size=(200, len(FEATURE_COLUMNS))).astype(np.float32)
+    X = rng.lognormal(8, 1, size=(200, len(DEFAULT_FEATURES))).astype(np.float32)
     X[rng.random(X.shape) < 0.1] = np.nan
+    X[:, DEFAULT_FEATURES.index("source")] = rng.integers(0, 2, len(X))  # a category code, never missing
     params = {
         "objective": "reg:quantileerror",
         "quantile_alpha": list(QUANTILES),
@@ -120,7 +121,7 @@ def test_batched_quantiles_equal_row_by_row_quantiles():
         "nthread": 1,
     }
     booster = xgb.train(params, xgb.DMatrix(X, label=rng.normal(0, 0.2, 200)), 20)
-    booster.set_attr(**{SEASONAL_WEIGHT_ATTR: "0.5"})
+    attach_spec(booster, ModelSpec(DEFAULT_FEATURES, "seasonal_forecast"))
     rows = [X[i : i + 1] for i in range(12)]
 
     async def scenario():

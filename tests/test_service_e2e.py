@@ -27,7 +27,7 @@ def test_the_served_bento_answers_the_contract(http, known_product, trained_mode
     body = response.json()
     assert tuple(body) == PREDICTION_FIELDS
     assert body["productid"] == known_product
-    assert body["model_version"] == str(trained_model["version"])
+    assert body["model_version"] == str(trained_model.model_version)
     assert 0 <= body["lower"] <= body["prediction"] <= body["upper"]
 
 

@@ -47,17 +47,17 @@ def test_the_model_carries_its_mlflow_lineage(packaged_bento, trained_model, pro
     settings = get_settings()
     uri = settings.mlflow_tracking_uri
     registered = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version(
-        settings.model_name, str(trained_model["version"])
+        settings.model_name, str(trained_model.model_version)
     )
     stored = bentoml.models.get(_model_tag(_bento(packaged_bento)))
     assert stored.info.labels == {
         "mlflow_model": settings.model_name,
-        "mlflow_version": str(trained_model["version"]),
+        "mlflow_version": str(trained_model.model_version),
         "mlflow_run_id": registered.run_id,
         "data_version": processed_version,
     }
     assert stored.info.metadata["quantiles"] == [0.1, 0.5, 0.9]
-    assert stored.info.metadata["mlflow_alias"] == trained_model["alias"]
+    assert stored.info.metadata["mlflow_alias"] == trained_model.alias
     assert Path(stored.path_of("booster.ubj")).stat().st_size > 0
 
 
@@ -70,7 +70,7 @@ def test_packaging_again_reuses_the_model_and_the_bento(packaged_bento, trained_
     name = get_settings().model_name
     models_before = len(bentoml.models.list(name))
     bentos_before = len(bentoml.bentos.list(contract.SERVICE_NAME))
-    assert package_flow(alias=trained_model["alias"]) == packaged_bento
+    assert package_flow(alias=trained_model.alias) == packaged_bento
     assert len(bentoml.models.list(name)) == models_before
     assert len(bentoml.bentos.list(contract.SERVICE_NAME)) == bentos_before
 

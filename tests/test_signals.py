@@ -63,7 +63,7 @@ def test_flat_weekly_demand_is_flat_once_compared_per_week():
     assert may["target_period_weeks"] == 5 and may["level_forecast"] == pytest.approx(500.0)
 
 
-def test_source_growth_weighs_each_product_by_the_steadiness_of_its_past_growth():
+def test_source_growth_trusts_steady_products_more_than_noisy_ones():
     weeks = [period_weeks(2019 + i // 12, i % 12 + 1, "4-4-5") for i in range(15)]
     steady = [100.0 * 1.01**i for i in range(14)]  # +1 % a week-rate every month
     noisy = [100.0 * (1.5 if i % 2 else 0.7) for i in range(14)]  # jumps around
