@@ -105,21 +105,49 @@ def clean_erp_delivery(
     return combine_netted(parts, counts)
 
 
-def build_dataset(
-    inputs: Inputs, settings: Settings | None = None, progress: Callable[[str], None] | None = None
-) -> tuple[pl.DataFrame, dict]:
-    """The full feature table and the data-quality report for ``inputs``."""
-    settings = settings or get_settings()
-    counts = CleaningCounts()
+def polars_series(
+    inputs: Inputs, settings: Settings, counts: CleaningCounts, progress: Callable[[str], None] | None = None
+) -> pl.DataFrame:
+    """Both sources' raw files read and cleaned on the worker: netted (product, category, region, month) rows."""
     tei = read_tables(inputs.manifests["teinvento"], settings, progress)
-    series = pl.concat(
+    return pl.concat(
         [
             clean_erp_delivery(inputs.manifests["erp"], settings, counts, progress),
             clean_teinvento(tei["tei_fact"], tei["tei_product"], tei["tei_region"], counts),
         ],
         how="diagonal_relaxed",
     )
-    totals = monthly_totals(series, counts)
+
+
+def polars_monthly_totals(
+    inputs: Inputs, settings: Settings, progress: Callable[[str], None] | None = None
+) -> tuple[pl.DataFrame, CleaningCounts]:
+    """The polars engine: national monthly totals and rule counts, computed on the worker."""
+    counts = CleaningCounts()
+    return monthly_totals(polars_series(inputs, settings, counts, progress), counts), counts
+
+
+def engine_monthly_totals(
+    inputs: Inputs, settings: Settings, progress: Callable[[str], None] | None = None
+) -> tuple[pl.DataFrame, CleaningCounts]:
+    """National monthly totals and rule counts from the engine ``settings.feature_engine`` names.
+
+    The one seam between the engines: both return the table of ``features.clean.monthly_totals`` and the
+    same rule counts; everything after it (densify, features, split, report) is shared.
+    """
+    if settings.feature_engine == "bigquery":
+        from features import bq_engine  # the BigQuery client is only imported when that engine runs
+
+        return bq_engine.monthly_totals(inputs, settings, progress)
+    return polars_monthly_totals(inputs, settings, progress)
+
+
+def build_dataset(
+    inputs: Inputs, settings: Settings | None = None, progress: Callable[[str], None] | None = None
+) -> tuple[pl.DataFrame, dict]:
+    """The full feature table and the data-quality report for ``inputs``."""
+    settings = settings or get_settings()
+    totals, counts = engine_monthly_totals(inputs, settings, progress)
     features = build_features(densify(totals, counts))
     return features, quality_report(inputs, features, counts, settings)
 
