@@ -150,18 +150,27 @@ def _check_last_line(df: pl.DataFrame, spec: TableSpec, lineno: int) -> None:
     """
     column = spec.columns[-1]
     value = df.item(-1, column)
+    occurs = column in spec.key_columns and bool((df.get_column(column).head(-1) == value).any())
+    if problem := last_field_problem(spec, value, occurs_elsewhere=occurs):
+        raise RawFileError(f"line {lineno}: {problem}")
+
+
+def last_field_problem(spec: TableSpec, value: str | None, occurs_elsewhere: bool) -> str | None:
+    """Why the last field ``value`` of a last line without a line break looks cut, or None if it does not.
+
+    ``occurs_elsewhere``: whether another row of the file holds the same value in that column (only asked
+    of identifier columns).
+    """
+    column = spec.columns[-1]
     if value is None or not value.strip():
         why = "is empty"
     elif column in spec.number_columns and not _COMPLETE_NUMBER.fullmatch(value.strip()):
         why = "is not a complete number"
-    elif column in spec.key_columns and not (df.get_column(column).head(-1) == value).any():
+    elif column in spec.key_columns and not occurs_elsewhere:
         why = "occurs on no other row"
     else:
-        return
-    raise RawFileError(
-        f"line {lineno}: last line without a line break and its {column}={quote(value)} {why}:"
-        " the file looks truncated"
-    )
+        return None
+    return f"last line without a line break and its {column}={quote(value)} {why}: the file looks truncated"
 
 
 def parse_raw_csv(data: bytes, spec: TableSpec, *, check_numbers: bool = True) -> pl.DataFrame:
