@@ -14,6 +14,7 @@ delivery are not supported (the last manifest write wins).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import posixpath
@@ -33,7 +34,7 @@ from features.manifests import (
     load_manifest,
     manifest_url,
 )
-from features.raw_csv import RawFileError, parse_raw_csv
+from features.raw_csv import RawFileError, iter_raw_csv
 from features.raw_layout import RawFile, classify, is_not_data
 from features.settings import Settings, get_settings
 
@@ -182,7 +183,7 @@ class DeliveryGroup:
         """Validate a new or changed file, then copy it (or find its copy already there) or reject it."""
         rel = raw_file.relpath
         try:
-            rows = parse_raw_csv(data, raw_file.spec).height
+            rows = sum(frame.height for frame in iter_raw_csv(io.BytesIO(data), raw_file.spec))
         except RawFileError as exc:
             self.reject(raw_file, data, digest, exc.reason)
             return

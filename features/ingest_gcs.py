@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from features import storage
 from features.ingest import DeliveryGroup, write_quarantine_note
 from features.manifests import FileEntry, QuarantineEntry
-from features.raw_csv import RawFileError, parse_raw_csv
+from features.raw_csv import RawFileError, iter_raw_csv
 from features.raw_layout import RawFile
 from features.settings import Settings
 
@@ -80,12 +80,14 @@ def _validate(
         return {rel: (v.rows, v.reason) for rel, v in verdicts.items()}
     out: dict[str, tuple[int, str | None]] = {}
     for raw_file in files:
+        url = urls[raw_file.relpath]
         try:
-            rows = parse_raw_csv(storage.read_bytes(urls[raw_file.relpath], group.settings), raw_file.spec)
+            with storage.filesystem(url, group.settings).open(storage.fs_path(url), "rb") as handle:
+                rows = sum(frame.height for frame in iter_raw_csv(handle, raw_file.spec))
         except RawFileError as exc:
             out[raw_file.relpath] = (0, exc.reason)
         else:
-            out[raw_file.relpath] = (rows.height, None)
+            out[raw_file.relpath] = (rows, None)
     return out
 
 
