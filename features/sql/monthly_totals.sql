@@ -3,7 +3,9 @@
 CREATE OR REPLACE TABLE `{totals}` AS
 WITH
 series AS (
-  SELECT * FROM `{series}` WHERE year_month IS NOT NULL
+  SELECT source, id_product, calorie_category, year_month, sales_micros, product_name, producer, unknown_key
+  FROM `{series}`
+  WHERE year_month IS NOT NULL
 ),
 -- A product code seen under two calorie categories stays one series, in the category with most sales
 -- (ties: the smallest category name; a missing category sorts first).
