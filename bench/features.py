@@ -124,6 +124,9 @@ def main() -> None:
     )
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000_000], help="target ERP raw rows")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--base-rows", type=int, default=10_000_000, help="rows generated (larger sizes repeat them)"
+    )
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--stage", choices=["ingest", "features"], help=argparse.SUPPRESS)
     parser.add_argument("--delivery", help=argparse.SUPPRESS)
@@ -140,7 +143,8 @@ def main() -> None:
     sizes = sorted(args.rows)
     base = work / "delivery-base"
     probe = generate(work / "probe", products=12, months=20, fragments=10)
-    fragments = max(1, round(sizes[0] / (probe.rows["erp_sales"] / 10)))
+    base_rows = min(sizes[0], args.base_rows)
+    fragments = max(1, round(base_rows / (probe.rows["erp_sales"] / 10)))
     shutil.rmtree(work / "probe", ignore_errors=True)
     marker = work / "delivery-base.json"  # a base of the same fragments from an earlier run is reused
     if marker.exists() and json.loads(marker.read_text())["fragments"] == fragments and base.exists():
