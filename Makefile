@@ -20,7 +20,7 @@ export PATH := $(dir $(UV)):$(PATH)
 SAMPLE_DIR ?= data/sample_delivery
 PORT ?= 3000
 
-.PHONY: help setup run test lint format sample pipeline serve test-container bench-features bench-serve soak clean
+.PHONY: help setup run test lint format sample pipeline serve test-container bench-features bench-scale bench-serve soak clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ test-container: setup ## Build the bento's image with podman and check it answer
 
 bench-features: setup ## Benchmark ingest + features on 10 M raw rows
 	$(UV) run --frozen python bench/features.py
+
+bench-scale: setup ## Benchmark the polars engine at 10/50/100 M raw rows (~25 min, ~15 GB of disk in bench/out)
+	$(UV) run --frozen python bench/features.py --rows 10000000 50000000 100000000 --workdir bench/out/scale
 
 bench-serve: setup ## Benchmark the predict route vs a no-op BentoML service (wrk)
 	bash bench/serve.sh

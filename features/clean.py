@@ -38,6 +38,7 @@ RESIDUE_ABS = 1e-6
 MICROS = 1_000_000
 NET_DTYPE = pl.Int128
 ERP_PRODUCER = "Tamales Inc"
+UNKNOWN_REGION = "(unknown)"  # the region of TeInvento facts whose region is unknown or unnamed
 _MONTH_NUMBER = {name: i + 1 for i, name in enumerate(MONTHS)}
 
 
@@ -192,7 +193,7 @@ def clean_teinvento(
         joined.with_columns(
             unknown_key=unknown_product,
             product_name=pl.when(pl.col("product_name") == "").then(None).otherwise(pl.col("product_name")),
-            region=pl.when(unknown_region).then(pl.lit("(unknown)")).otherwise(pl.col("region")),
+            region=pl.when(unknown_region).then(pl.lit(UNKNOWN_REGION)).otherwise(pl.col("region")),
         )
         .group_by("id_product", "calorie_category", "region", "year_month")
         .agg(

@@ -21,7 +21,7 @@ from features.build import build_features, densify, latest_rows, temporal_split
 from features.clean import CleaningCounts, clean_erp, clean_teinvento, combine_netted, monthly_totals
 from features.completeness import input_problems
 from features.manifests import Manifest, latest_delivery
-from features.raw_csv import RawFileError, parse_raw_csv
+from features.raw_csv import RawFileError, iter_raw_csv
 from features.raw_layout import TABLES, TableKind
 from features.schema import FEATURE_STORE_SCHEMA, SOURCES
 from features.settings import Settings, get_settings
@@ -64,7 +64,7 @@ def resolve_inputs(settings: Settings | None = None) -> Inputs:
 def iter_files(
     manifest: Manifest, settings: Settings, progress: Callable[[str], None] | None = None
 ) -> Iterator[tuple[TableKind, pl.DataFrame]]:
-    """Each valid raw file of a delivery, parsed (all strings), one at a time.
+    """Each valid raw file of a delivery, parsed (all strings), streamed in chunks of a bounded size.
 
     Number values were validated at ingest and are not checked again here: ``features.clean`` sets aside any
     that a file ingested before that check holds. A file that fails the other checks raises ``RawFileError``
@@ -73,12 +73,13 @@ def iter_files(
     items = sorted(manifest.files.items())
     for i, (relpath, entry) in enumerate(items, start=1):
         spec = TABLES[entry.kind]
-        data = storage.read_bytes(storage.join(settings.raw_url, relpath), settings)
+        url = storage.join(settings.raw_url, relpath)
         try:
-            frame = parse_raw_csv(data, spec, check_numbers=False)
+            with storage.filesystem(url, settings).open(storage.fs_path(url), "rb") as handle:
+                for frame in iter_raw_csv(handle, spec, check_numbers=False):
+                    yield spec.kind, frame
         except RawFileError as exc:
             raise RawFileError(f"{relpath} (in the raw bucket) no longer validates: {exc.reason}") from None
-        yield spec.kind, frame
         if progress and (i % 50 == 0 or i == len(items)):
             progress(f"{manifest.source}: read {i}/{len(items)} files")
 
@@ -100,9 +101,46 @@ def clean_erp_delivery(
     counts: CleaningCounts,
     progress: Callable[[str], None] | None = None,
 ) -> pl.DataFrame:
-    """ERP files cleaned and netted one at a time (peak memory ~ one regional file, not the delivery)."""
+    """ERP files cleaned and netted chunk by chunk (peak memory ~ one chunk, not a file or the delivery)."""
     parts = [clean_erp(frame.lazy(), counts) for _, frame in iter_files(manifest, settings, progress)]
     return combine_netted(parts, counts)
+
+
+def polars_series(
+    inputs: Inputs, settings: Settings, counts: CleaningCounts, progress: Callable[[str], None] | None = None
+) -> pl.DataFrame:
+    """Both sources' raw files read and cleaned on the worker: netted (product, category, region, month) rows."""
+    tei = read_tables(inputs.manifests["teinvento"], settings, progress)
+    return pl.concat(
+        [
+            clean_erp_delivery(inputs.manifests["erp"], settings, counts, progress),
+            clean_teinvento(tei["tei_fact"], tei["tei_product"], tei["tei_region"], counts),
+        ],
+        how="diagonal_relaxed",
+    )
+
+
+def polars_monthly_totals(
+    inputs: Inputs, settings: Settings, progress: Callable[[str], None] | None = None
+) -> tuple[pl.DataFrame, CleaningCounts]:
+    """The polars engine: national monthly totals and rule counts, computed on the worker."""
+    counts = CleaningCounts()
+    return monthly_totals(polars_series(inputs, settings, counts, progress), counts), counts
+
+
+def engine_monthly_totals(
+    inputs: Inputs, settings: Settings, progress: Callable[[str], None] | None = None
+) -> tuple[pl.DataFrame, CleaningCounts]:
+    """National monthly totals and rule counts from the engine ``settings.feature_engine`` names.
+
+    The one seam between the engines: both return the table of ``features.clean.monthly_totals`` and the
+    same rule counts; everything after it (densify, features, split, report) is shared.
+    """
+    if settings.feature_engine == "bigquery":
+        from features import bq_engine  # the BigQuery client is only imported when that engine runs
+
+        return bq_engine.monthly_totals(inputs, settings, progress)
+    return polars_monthly_totals(inputs, settings, progress)
 
 
 def build_dataset(
@@ -110,16 +148,7 @@ def build_dataset(
 ) -> tuple[pl.DataFrame, dict]:
     """The full feature table and the data-quality report for ``inputs``."""
     settings = settings or get_settings()
-    counts = CleaningCounts()
-    tei = read_tables(inputs.manifests["teinvento"], settings, progress)
-    series = pl.concat(
-        [
-            clean_erp_delivery(inputs.manifests["erp"], settings, counts, progress),
-            clean_teinvento(tei["tei_fact"], tei["tei_product"], tei["tei_region"], counts),
-        ],
-        how="diagonal_relaxed",
-    )
-    totals = monthly_totals(series, counts)
+    totals, counts = engine_monthly_totals(inputs, settings, progress)
     features = build_features(densify(totals, counts))
     return features, quality_report(inputs, features, counts, settings)
 

@@ -21,7 +21,7 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from features import storage
+from features import bq, storage
 from features.schema import KEY_COLUMNS, bigquery_schema, conform
 from features.settings import Settings, get_settings
 
@@ -147,23 +147,8 @@ class BigQueryFeatureStore(FeatureStore):
         """The (lazily created, shared) ``google.cloud.bigquery.Client``."""
         with self._lock:
             if self._client is None:
-                from google.cloud import bigquery
-
                 with self._reaching("client creation"):
-                    if self.settings.bq_endpoint:
-                        # Emulator only: an endpoint override means a local stand-in, which takes no credentials.
-                        from google.auth.credentials import AnonymousCredentials
-
-                        self._client = bigquery.Client(
-                            project=self.settings.bq_project,
-                            credentials=AnonymousCredentials(),
-                            client_options={"api_endpoint": self.settings.bq_endpoint},
-                            location=self.settings.bq_location,
-                        )
-                    else:  # real BigQuery: Application Default Credentials
-                        self._client = bigquery.Client(
-                            project=self.settings.bq_project, location=self.settings.bq_location
-                        )
+                    self._client = bq.make_client(self.settings)
             return self._client
 
     @property

@@ -14,6 +14,7 @@ delivery are not supported (the last manifest write wins).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import posixpath
@@ -33,7 +34,7 @@ from features.manifests import (
     load_manifest,
     manifest_url,
 )
-from features.raw_csv import RawFileError, parse_raw_csv
+from features.raw_csv import RawFileError, iter_raw_csv
 from features.raw_layout import RawFile, classify, is_not_data
 from features.settings import Settings, get_settings
 
@@ -133,14 +134,14 @@ def _existing_sizes(raw_url: str, relpaths: Iterable[str], settings: Settings) -
     return {posixpath.join(common, p[len(root) :].lstrip("/")): int(i["size"]) for p, i in listing.items()}
 
 
-def _quarantine(
-    raw_url: str, raw_file: RawFile, data: bytes | None, entry: QuarantineEntry, settings: Settings
+def write_quarantine_note(
+    raw_url: str, raw_file: RawFile, entry: QuarantineEntry, content_kept: bool, settings: Settings
 ) -> None:
-    """Keep a rejected file's bytes (if it was read) under ``_quarantine/`` with a note saying why."""
+    """Write ``_quarantine/<relpath>.reason.json``: why the file was rejected."""
     target = storage.join(raw_url, QUARANTINE, raw_file.relpath)
-    if data is not None:
-        storage.write_bytes_atomic(target, data, settings)
-    note = {"reason": entry.reason, "sha256": entry.sha256, "content_kept": data is not None}
+    note = {"reason": entry.reason, "sha256": entry.sha256, "content_kept": content_kept}
+    if entry.checksum:
+        note["checksum"] = entry.checksum
     note |= {"source": raw_file.source, "delivery": raw_file.delivery, "relpath": raw_file.relpath}
     note["detected_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     storage.write_bytes_atomic(
@@ -148,8 +149,17 @@ def _quarantine(
     )
 
 
+def _quarantine(
+    raw_url: str, raw_file: RawFile, data: bytes | None, entry: QuarantineEntry, settings: Settings
+) -> None:
+    """Keep a rejected file's bytes (if it was read) under ``_quarantine/`` with a note saying why."""
+    if data is not None:
+        storage.write_bytes_atomic(storage.join(raw_url, QUARANTINE, raw_file.relpath), data, settings)
+    write_quarantine_note(raw_url, raw_file, entry, data is not None, settings)
+
+
 @dataclass
-class _Group:
+class DeliveryGroup:
     """The state of one (source, delivery) being ingested."""
 
     source_url: str
@@ -173,7 +183,7 @@ class _Group:
         """Validate a new or changed file, then copy it (or find its copy already there) or reject it."""
         rel = raw_file.relpath
         try:
-            rows = parse_raw_csv(data, raw_file.spec).height
+            rows = sum(frame.height for frame in iter_raw_csv(io.BytesIO(data), raw_file.spec))
         except RawFileError as exc:
             self.reject(raw_file, data, digest, exc.reason)
             return
@@ -214,7 +224,7 @@ def _ingest_group(
     """Ingest the files of one (source, delivery), then write its manifest (only if it changed)."""
     source, delivery = files[0].source, files[0].delivery
     old = load_manifest(raw_url, source, delivery, settings)
-    group = _Group(
+    group = DeliveryGroup(
         source_url,
         raw_url,
         settings,
@@ -223,12 +233,17 @@ def _ingest_group(
         IngestReport(deliveries=[f"{source}/{delivery}"]),
         _existing_sizes(raw_url, (f.relpath for f in files), settings),
     )
-    last_log = time.monotonic()
-    for i, raw_file in enumerate(files, start=1):
-        group.ingest(raw_file)
-        if i % _PROGRESS_EVERY_FILES == 0 or time.monotonic() - last_log > _PROGRESS_EVERY_SECONDS:
-            last_log = time.monotonic()
-            log.info("%s/%s: %d/%d files %s", source, delivery, i, len(files), group.report.counts())
+    if storage.is_gcs(source_url) and storage.is_gcs(raw_url):
+        from features import ingest_gcs  # bucket to bucket: no byte through the worker (imports this module)
+
+        ingest_gcs.ingest_server_side(group, files)
+    else:
+        last_log = time.monotonic()
+        for i, raw_file in enumerate(files, start=1):
+            group.ingest(raw_file)
+            if i % _PROGRESS_EVERY_FILES == 0 or time.monotonic() - last_log > _PROGRESS_EVERY_SECONDS:
+                last_log = time.monotonic()
+                log.info("%s/%s: %d/%d files %s", source, delivery, i, len(files), group.report.counts())
     # Written only now: an ingest interrupted above leaves the previous manifest, never a partial one.
     if old is None or group.manifest.to_json() != old.to_json():
         storage.write_bytes_atomic(

@@ -21,12 +21,23 @@ MANIFESTS = "_manifests"
 
 @dataclass(frozen=True)
 class FileEntry:
-    """A valid raw file of a delivery; ``rows`` is None in manifests written before rows were recorded."""
+    """A valid raw file of a delivery; ``rows`` is None in manifests written before rows were recorded.
 
-    sha256: str
+    Its content is identified by the SHA-256 ingest computed from its bytes, or — when the file was copied
+    server-side between buckets, without reading it — by the object's stored hash (``checksum``:
+    ``md5:<hex>``, or ``crc32c:<hex>`` for composite objects, which have no MD5).
+    """
+
+    sha256: str | None
     size: int
     kind: TableKind
     rows: int | None = None
+    checksum: str | None = None
+
+    @property
+    def content_id(self) -> str | None:
+        """What identifies the content: the SHA-256 or the stored checksum."""
+        return self.sha256 or self.checksum
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,20 @@ class QuarantineEntry:
 
     sha256: str | None
     reason: str
+    checksum: str | None = None
+
+    @property
+    def content_id(self) -> str | None:
+        """What identifies the content: the SHA-256 or the stored checksum (see ``FileEntry``)."""
+        return self.sha256 or self.checksum
+
+
+def _entry_json(entry: FileEntry | QuarantineEntry) -> dict:
+    """An entry as JSON; ``checksum`` only when set, so manifests of local ingests keep their bytes."""
+    out = asdict(entry)
+    if out.get("checksum") is None:
+        out.pop("checksum", None)
+    return out
 
 
 @dataclass
@@ -47,15 +72,21 @@ class Manifest:
     quarantined: dict[str, QuarantineEntry] = field(default_factory=dict)
 
     def fingerprint(self) -> str:
-        """sha256 over the sorted (relpath, sha256) of the valid files: the delivery's data version."""
+        """sha256 over the sorted (relpath, content id) of the valid files: the delivery's data version."""
         digest = hashlib.sha256()
         for relpath, entry in sorted(self.files.items()):
-            digest.update(f"{relpath}\0{entry.sha256}\n".encode())
+            digest.update(f"{relpath}\0{entry.content_id}\n".encode())
         return digest.hexdigest()
 
     def to_json(self) -> bytes:
         """Canonical JSON (sorted keys, no timestamps): unchanged content gives identical bytes."""
-        return (json.dumps(asdict(self), sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+        raw = {
+            "source": self.source,
+            "delivery": self.delivery,
+            "files": {rel: _entry_json(e) for rel, e in self.files.items()},
+            "quarantined": {rel: _entry_json(e) for rel, e in self.quarantined.items()},
+        }
+        return (json.dumps(raw, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Manifest:

@@ -58,6 +58,11 @@ class Settings(BaseSettings):
         description="Where deliveries land (folder or gs:// URL) for the pipeline to ingest; unset: skip ingest",
     )
     feature_store: Literal["local", "bigquery"] = Field("local", description="Feature store backend")
+    feature_engine: Literal["polars", "bigquery"] = Field(
+        "polars",
+        description="Where raw rows are cleaned and netted into monthly totals: polars on the worker (embedded"
+        " default) or BigQuery (the scale-out engine; SQL under features/sql/)",
+    )
     bq_project: str | None = Field(
         None, description="GCP project of the BigQuery feature store (ADC default)"
     )
@@ -67,6 +72,16 @@ class Settings(BaseSettings):
     bq_endpoint: str | None = Field(None, description="BigQuery API endpoint override (emulators only)")
     bq_timeout_seconds: float = Field(
         5.0, gt=0, description="Deadline of a feature-store read (retries included): unreachable fails fast"
+    )
+    bq_staging_dataset: str = Field(
+        "tamales_staging",
+        description="BigQuery dataset of the BigQuery engine's staging and result tables (same project)",
+    )
+    bq_staging_expiration_hours: float = Field(
+        48.0, gt=0, description="Staging and result tables expire this long after they were last written"
+    )
+    bq_job_timeout_seconds: float = Field(
+        1800.0, gt=0, description="Deadline of one BigQuery load or query job of the BigQuery engine"
     )
     gcs_endpoint: str | None = Field(None, description="GCS endpoint override (emulators only)")
     gcs_project: str | None = Field(None, description="GCP project for GCS (ADC default)")

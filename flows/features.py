@@ -83,6 +83,7 @@ def build_and_publish_task(version: str, force: bool = False) -> str:
         raise RuntimeError(
             f"raw deliveries changed during the run ({version} → {inputs.version}); re-run the flow"
         )
+    logger.info("feature engine: %s", get_settings().feature_engine)
     features, report = dataset.build_dataset(inputs, progress=logger.info)
     logger.info("built %d feature rows (train %d, test %d)", report["rows"]["features"], *_split_rows(report))
     return dataset.publish_version(features, report)
@@ -106,8 +107,9 @@ def set_latest_task(version: str) -> None:
     dataset.set_latest(version)
 
 
-def _report_markdown(report: dict) -> str:
-    lines = [f"# Data quality — version `{report['version']}`", "", "| rule | count |", "|---|---:|"]
+def _report_markdown(report: dict, engine: str) -> str:
+    lines = [f"# Data quality — version `{report['version']}`", "", f"Feature engine of this run: {engine}"]
+    lines += ["", "| rule | count |", "|---|---:|"]
     lines += [f"| {rule} | {n:,} |" for rule, n in report["rules"].items()]
     lines += ["", "| source | delivery | files | products | months |", "|---|---|---:|---:|---|"]
     for source, info in report["sources"].items():
@@ -139,9 +141,13 @@ def features_flow(force: bool = False, allow_incomplete: bool = False) -> dict:
     rows = publish_feature_store_task(version)
     set_latest_task(version)
     report = processed.read_quality_report(version)
-    create_markdown_artifact(markdown=_report_markdown(report), key="data-quality", description=version)
-    get_run_logger().info("published version %s at %s", version, url)
+    engine = get_settings().feature_engine
+    create_markdown_artifact(
+        markdown=_report_markdown(report, engine), key="data-quality", description=version
+    )
+    get_run_logger().info("published version %s at %s (feature engine: %s)", version, url, engine)
     return {
+        "engine": engine,
         "version": version,
         "url": url,
         "feature_store_rows": rows,

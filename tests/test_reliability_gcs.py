@@ -51,13 +51,7 @@ def buckets_behind_proxy(monkeypatch, fault_proxy: faults.FaultProxy, gcs_emulat
     """
     local_processed = Path(get_settings().processed_url)
     emulators.point_settings_at(monkeypatch, gcs=gcs_emulator)
-    fs = storage.filesystem("gs://")
-    for bucket in emulators.GCS_BUCKETS:
-        if fs.exists(bucket):
-            if objects := fs.find(bucket):
-                fs.rm(objects)
-        else:
-            fs.mkdir(bucket)
+    emulators.empty_buckets()
     emulators.point_settings_at(monkeypatch, gcs=fault_proxy.url)
     fault_proxy.reset()
     yield fault_proxy, local_processed
