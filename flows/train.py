@@ -116,11 +116,11 @@ def train(data_version: str | None = None, params: dict[str, Any] | None = None)
     try:
         evaluation = evaluate_task(run_id, data_version, candidate, incumbent.recipe if incumbent else None)
         scores = evaluation.scores
-        rival = None
-        if "incumbent" in scores and incumbent is not None:
-            wape = scores["incumbent"]["model"]["wape"]
-            rival = gate.RecipeScore("incumbent", incumbent.recipe.fingerprint(), wape, incumbent.version)
         candidate_wape = scores["candidate"]["model"]["wape"]
+        rival = None
+        if incumbent is not None:  # the same recipe as the candidate's was backtested once, as the candidate
+            wape = scores["incumbent"]["model"]["wape"] if "incumbent" in scores else candidate_wape
+            rival = gate.RecipeScore("incumbent", incumbent.recipe.fingerprint(), wape, incumbent.version)
         own = gate.RecipeScore("candidate", candidate.fingerprint(), candidate_wape)
         decision = gate.decide(own, rival, evaluation.baseline_wapes())
         expected_champion = incumbent.version if incumbent is not None else steps.current_champion()

@@ -19,6 +19,8 @@ NOT_SERVED = {"service/packaging.py", "service/serve_latest.py"}
 IMPORTED_MODULES = {
     "features/__init__.py",
     "features/settings.py",
+    "features/calendar.py",
+    "features/bq.py",
     "features/schema.py",
     "features/feature_store.py",
     "features/storage.py",
