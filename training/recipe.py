@@ -19,7 +19,10 @@ QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
 BASES = ("level_forecast", "common_factor_forecast", "ses_forecast", "theta_forecast", "seasonal_forecast")
 WEIGHTINGS = ("none", "sqrt_level")
 
-# Chosen by the rolling-origin backtest on generated deliveries (bench/accuracy.py; README "Model").
+# Chosen by the rolling-origin backtest on generated deliveries (bench/accuracy.py; README "Model"). The
+# reporting-calendar position (target_period_weeks, target_period_in_quarter) was dropped: the calendar already
+# enters through the period-adjusted lags and the statistical bases; as raw inputs it raised the ratio to the
+# best statsforecast baseline from 0.809 to 0.821 (16 seeds, realistic profile).
 DEFAULT_FEATURES: tuple[str, ...] = (
     "adj_lag_1",
     "adj_lag_2",
@@ -30,8 +33,6 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     "common_factor_forecast",
     "seasonal_forecast",
     "seasonal_step",
-    "target_period_weeks",
-    "target_period_in_quarter",
     "target_month_of_year",
     "months_since_sale",
     "months_of_history",

@@ -10,8 +10,9 @@ For each (source, origin month *T*) every series is forecast from its monthly to
   for a model. Inner gaps are filled by linear interpolation, leading gaps dropped (a planner must do
   something; this is the most common choice).
 
-The statsforecast forecasts depend only on the series and the origins, so they are cached on disk (state
-dir) by a digest of both: a retrain on the same data does not pay for them twice. numba's compile cache
+Each origin's statsforecast fit depends only on the series before it, so it is cached on disk (state dir)
+by a digest of that history: a retrain on the same data, or on a delivery a month later, refits only what is
+new. numba's compile cache
 lives in the state dir too (``NUMBA_CACHE_DIR``), so it is paid once per machine.
 """
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
 import os
 import warnings
 from collections.abc import Mapping
@@ -36,7 +36,7 @@ STAT_MODELS = ("AutoETS", "AutoTheta", "AutoARIMA")
 SEASONS = ("12", "cycle")
 STATISTICAL = tuple(f"{m}({s})" for m in STAT_MODELS for s in SEASONS)
 BASELINES = (*NAIVE, *STATISTICAL)
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 
 
 def naive_forecasts(holdout: pl.DataFrame) -> pl.DataFrame:
@@ -88,23 +88,53 @@ def _fit_forecast(history: dict[str, np.ndarray], month: dt.date, season: int) -
     return {name: np.clip(fc[name].to_numpy(dtype=float), 0.0, None) for name in STAT_MODELS}
 
 
-def _digest(series: pl.DataFrame, origins: Mapping[str, list[dt.date]], calendars: Mapping[str, str]) -> str:
+def _digest(history: dict[str, np.ndarray], month: dt.date, cycle: int) -> str:
+    """Content digest of one origin's fit: the histories before it, its month and the season cycle."""
     import statsforecast
 
-    digest = hashlib.sha256(f"{CACHE_VERSION}|{statsforecast.__version__}".encode())
-    digest.update(repr(sorted((s, [m.isoformat() for m in ms]) for s, ms in origins.items())).encode())
-    digest.update(repr(sorted(calendars.items())).encode())
-    buffer = io.BytesIO()
-    series.sort("source", "id_product", "year_month").write_parquet(buffer)
-    digest.update(buffer.getvalue())
+    digest = hashlib.sha256(f"{CACHE_VERSION}|{statsforecast.__version__}|{month}|{cycle}".encode())
+    for pid in sorted(history):
+        digest.update(pid.encode() + b"\0" + history[pid].astype(np.float64).tobytes() + b"\0")
     return digest.hexdigest()[:24]
 
 
+def _origin_forecasts(
+    source: str, month: dt.date, history: dict[str, np.ndarray], cycle: int
+) -> pl.DataFrame:
+    """One origin's statistical forecasts, one row per series with history."""
+    by_season = {"12": _fit_forecast(history, month, 12)}
+    by_season["cycle"] = by_season["12"] if cycle == 12 else _fit_forecast(history, month, cycle)
+    frame: dict[str, object] = {"source": source, "id_product": sorted(history), "target_month": month}
+    frame |= {f"{m}({s})": by_season[s][m] for m in STAT_MODELS for s in SEASONS}
+    return pl.DataFrame(frame)
+
+
+def _cached_origin(
+    cache: Path, source: str, month: dt.date, history: dict[str, np.ndarray], cycle: int
+) -> pl.DataFrame:
+    """``_origin_forecasts`` read from / written to ``cache/<digest>.parquet`` (atomic replace)."""
+    path = cache / f"{_digest(history, month, cycle)}.parquet"
+    if path.is_file():
+        return pl.read_parquet(path)
+    result = _origin_forecasts(source, month, history, cycle)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(f"{path}.{os.getpid()}.tmp")
+    result.write_parquet(tmp)
+    os.replace(tmp, path)
+    return result
+
+
 def statistical_forecasts(
-    series: pl.DataFrame, origins: Mapping[str, list[dt.date]], calendars: Mapping[str, Calendar]
+    series: pl.DataFrame,
+    origins: Mapping[str, list[dt.date]],
+    calendars: Mapping[str, Calendar],
+    cache: Path | None = None,
 ) -> pl.DataFrame:
     """statsforecast forecasts: one row per (source, id_product, target_month) of the origins, one column per
-    name of ``STATISTICAL``. ``series`` holds ``source, id_product, year_month, total_sales``."""
+    name of ``STATISTICAL``. ``series`` holds ``source, id_product, year_month, total_sales``.
+
+    With ``cache``, each origin's fit is kept under its content digest: a fit depends only on the months before
+    its origin, so a delivery a month later re-fits only the new origin."""
     rows = []
     for source, months in origins.items():
         cycle = 3 if has_period_cycle(calendars.get(source, "month")) else 12
@@ -113,11 +143,10 @@ def statistical_forecasts(
             history = _history(own, month)
             if not history:
                 continue
-            by_season = {"12": _fit_forecast(history, month, 12)}
-            by_season["cycle"] = by_season["12"] if cycle == 12 else _fit_forecast(history, month, cycle)
-            frame = {"source": source, "id_product": sorted(history), "target_month": month}
-            frame |= {f"{m}({s})": by_season[s][m] for m in STAT_MODELS for s in SEASONS}
-            rows.append(pl.DataFrame(frame))
+            if cache is None:
+                rows.append(_origin_forecasts(source, month, history, cycle))
+            else:
+                rows.append(_cached_origin(cache, source, month, history, cycle))
     return pl.concat(rows) if rows else pl.DataFrame()
 
 
@@ -127,19 +156,14 @@ def cached_statistical_forecasts(
     calendars: Mapping[str, Calendar],
     settings: Settings | None = None,
 ) -> pl.DataFrame:
-    """``statistical_forecasts``, read from / written to ``<state dir>/cache/reference/<digest>.parquet``."""
+    """``statistical_forecasts`` with the per-origin cache in ``<state dir>/cache/reference`` and numba's
+    compile cache in ``<state dir>/cache/numba`` (statsforecast caches its compiled functions only when
+    ``NIXTLA_NUMBA_CACHE`` is set before it is imported)."""
     settings = settings or get_settings()
-    folder = settings.state_dir.resolve() / "cache" / "reference"
-    path = folder / f"{_digest(series, origins, calendars)}.parquet"
-    if path.is_file():
-        return pl.read_parquet(path)
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(settings.state_dir.resolve() / "cache" / "numba"))
-    result = statistical_forecasts(series, origins, calendars)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = Path(f"{path}.{os.getpid()}.tmp")
-    result.write_parquet(tmp)
-    os.replace(tmp, path)
-    return result
+    cache = settings.state_dir.resolve() / "cache"
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(cache / "numba"))
+    os.environ.setdefault("NIXTLA_NUMBA_CACHE", "1")
+    return statistical_forecasts(series, origins, calendars, cache=cache / "reference")
 
 
 def baseline_forecasts(
