@@ -20,7 +20,7 @@ export PATH := $(dir $(UV)):$(PATH)
 SAMPLE_DIR ?= data/sample_delivery
 PORT ?= 3000
 
-.PHONY: help setup run test lint format sample pipeline serve test-container bench-features bench-scale bench-serve soak clean
+.PHONY: help setup run test lint format sample pipeline serve test-container bench-accuracy bench-features bench-scale bench-serve soak clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ format: setup ## Apply ruff fixes and formatting
 
 test-container: setup ## Build the bento's image with podman and check it answers
 	bash scripts/test_container.sh
+
+bench-accuracy: setup ## Backtest table (model vs naive and statsforecast baselines) on generated deliveries (~25 min)
+	$(UV) run --frozen python bench/accuracy.py --profiles realistic,easy --seeds 1,2,3,4,5,6,7,8
 
 bench-features: setup ## Benchmark ingest + features on 10 M raw rows
 	$(UV) run --frozen python bench/features.py
