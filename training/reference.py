@@ -12,8 +12,7 @@ For each (source, origin month *T*) every series is forecast from its monthly to
 
 Each origin's statsforecast fit depends only on the series before it, so it is cached on disk (state dir)
 by a digest of that history: a retrain on the same data, or on a delivery a month later, refits only what is
-new. numba's compile cache
-lives in the state dir too (``NUMBA_CACHE_DIR``), so it is paid once per machine.
+new.
 """
 
 from __future__ import annotations
@@ -156,9 +155,10 @@ def cached_statistical_forecasts(
     calendars: Mapping[str, Calendar],
     settings: Settings | None = None,
 ) -> pl.DataFrame:
-    """``statistical_forecasts`` with the per-origin cache in ``<state dir>/cache/reference`` and numba's
-    compile cache in ``<state dir>/cache/numba`` (statsforecast caches its compiled functions only when
-    ``NIXTLA_NUMBA_CACHE`` is set before it is imported)."""
+    """``statistical_forecasts`` with the per-origin cache in ``<state dir>/cache/reference``.
+
+    statsforecast 2.x fits these models in its compiled core (no numba function is compiled for them); its
+    numba cache is still pointed at the state dir, in case a version does compile some."""
     settings = settings or get_settings()
     cache = settings.state_dir.resolve() / "cache"
     os.environ.setdefault("NUMBA_CACHE_DIR", str(cache / "numba"))
