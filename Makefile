@@ -9,10 +9,9 @@ export DO_NOT_TRACK := 1
 export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT := false
 # Prefect's temporary API server can take longer than its default wait to start on a busy 2-core machine.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
-# Keep the tools' own state inside the project's state dir (overridable).
+# The project's own state (feature store file, MLflow DB). Prefect and BentoML keep their default homes
+# (PREFECT_HOME / BENTOML_HOME if set), so `uv run bentoml list` etc. in a fresh shell see what `make run` built.
 export TAMALES_STATE_DIR ?= $(CURDIR)/.tamales
-export PREFECT_HOME ?= $(TAMALES_STATE_DIR)/prefect
-export BENTOML_HOME ?= $(TAMALES_STATE_DIR)/bentoml
 
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 # Tools started by make (bentoml build runs uv) find the same uv.
@@ -34,9 +33,8 @@ sample: setup ## Generate the sample deliveries (if absent)
 	@test -d $(SAMPLE_DIR) || $(UV) run --frozen python -m features.synth --out $(SAMPLE_DIR)
 
 run: sample ## End to end on sample data: ingest → features → train → package, then serve the bento
-	@mkdir -p "$(PREFECT_HOME)" "$(BENTOML_HOME)"  # Prefect does not create its home's parents
 	$(UV) run --frozen python -m flows.pipeline --source $(SAMPLE_DIR)
-	$(UV) run --frozen python -m service.serve_latest --port $(PORT)
+	$(UV) run --frozen python -m flows.serve_latest --port $(PORT)
 
 test: setup ## Lint and run every test
 	$(UV) run --frozen ruff check .

@@ -31,7 +31,7 @@ if ! command -v wrk >/dev/null; then
 fi
 
 if [ -z "${PRODUCT_ID:-}" ]; then
-  PRODUCT_ID=$("$UV" run --frozen python -m service.serve_latest --print-product-id)
+  PRODUCT_ID=$("$UV" run --frozen python -m flows.serve_latest --print-product-id)
 fi
 
 # BentoML config overrides for both services (service names: tamales-forecast, noop).

@@ -23,6 +23,7 @@ from features import dataset, processed, storage
 from features.completeness import IncompleteDeliveryError, describe
 from features.feature_store import get_feature_store
 from features.raw_csv import RawFileError
+from features.results import FeaturesResult
 from features.settings import get_settings
 
 
@@ -129,7 +130,7 @@ def _report_markdown(report: dict, engine: str) -> str:
 
 
 @flow(name="features", log_prints=True)
-def features_flow(force: bool = False, allow_incomplete: bool = False) -> dict:
+def features_flow(force: bool = False, allow_incomplete: bool = False) -> FeaturesResult:
     """Build and publish the feature table and the train/test split of the latest deliveries.
 
     ``allow_incomplete`` publishes a delivery that lacks data (see ``features.completeness``) anyway.
@@ -146,17 +147,17 @@ def features_flow(force: bool = False, allow_incomplete: bool = False) -> dict:
         markdown=_report_markdown(report, engine), key="data-quality", description=version
     )
     get_run_logger().info("published version %s at %s (feature engine: %s)", version, url, engine)
-    return {
-        "engine": engine,
-        "version": version,
-        "url": url,
-        "feature_store_rows": rows,
-        "deliveries": inputs["deliveries"],
-        "incomplete": inputs["problems"],
-    }
+    return FeaturesResult(
+        engine=engine,
+        data_version=version,
+        url=url,
+        feature_store_rows=rows,
+        deliveries=inputs["deliveries"],
+        incomplete=inputs["problems"],
+    )
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> FeaturesResult:
     """CLI entry point."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

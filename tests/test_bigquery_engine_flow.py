@@ -70,7 +70,7 @@ def test_bigquery_engine_publishes_and_serves_what_the_polars_engine_does(
     ingest_flow(source=str(sample_delivery))
     result = features_flow()
 
-    assert result["engine"] == "bigquery" and result["version"] == processed_version
+    assert result.engine == "bigquery" and result.data_version == processed_version
     assert processed.read_quality_report(processed_version) == polars_report
     stored = get_feature_store().read_all()
     assert get_settings().feature_store == "bigquery"
@@ -112,8 +112,8 @@ def test_a_bad_file_or_a_failing_bigquery_publishes_nothing(
 
         report = ingest_flow(source=landing)
         relpath = str(bad.relative_to(delivery))
-        assert [q["relpath"] for q in report["quarantined"]] == [relpath]
-        assert report["quarantined"][0]["reason"].startswith("rejected by a BigQuery CSV load")
+        assert [q.relpath for q in report.quarantined] == [relpath]
+        assert report.quarantined[0].reason.startswith("rejected by a BigQuery CSV load")
         with pytest.raises(IncompleteDeliveryError, match="ERP region Norte missing"):
             features_flow()
         assert published() == []
