@@ -55,7 +55,7 @@ def package_flow(alias: str = "champion", containerize: bool = False) -> str:
     """Package the model version behind ``@alias`` as a bento; returns the bento tag."""
     logger = get_run_logger()
     champion = resolve_champion_task(alias)
-    logger.info("champion: %s version %s (run %s)", champion.name, champion.version, champion.run_id)
+    logger.info("champion: %s version %s (run %s)", champion.name, champion.model_version, champion.run_id)
     model_tag = import_model_task(champion)
     bento_tag = build_bento_task(model_tag)
     logger.info("bento %s serves model %s", bento_tag, model_tag)

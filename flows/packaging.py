@@ -42,7 +42,7 @@ class Champion:
 
     name: str
     alias: str
-    version: str
+    model_version: str
     run_id: str
     data_version: str
     test_wape: str
@@ -84,7 +84,7 @@ def resolve_champion(alias: str = "champion", settings: Settings | None = None) 
     return Champion(
         name=settings.model_name,
         alias=alias,
-        version=str(mv.version),
+        model_version=str(mv.version),
         run_id=mv.run_id or "",
         data_version=str(tags.get("data_version", "unknown")),
         test_wape=str(tags.get("test_wape", "")),
@@ -94,7 +94,7 @@ def resolve_champion(alias: str = "champion", settings: Settings | None = None) 
 def _labels(champion: Champion) -> dict[str, str]:
     return {
         model_io.LABEL_REGISTERED_MODEL: champion.name,
-        model_io.LABEL_MLFLOW_VERSION: champion.version,
+        model_io.LABEL_MLFLOW_VERSION: champion.model_version,
         model_io.LABEL_RUN_ID: champion.run_id,
         model_io.LABEL_DATA_VERSION: champion.data_version,
     }
@@ -128,7 +128,7 @@ def import_champion(champion: Champion, settings: Settings | None = None) -> str
     from training import forecast
 
     tracking.client(settings or get_settings())  # points the mlflow module at the configured store
-    booster = mlflow.xgboost.load_model(f"models:/{champion.name}/{champion.version}")
+    booster = mlflow.xgboost.load_model(f"models:/{champion.name}/{champion.model_version}")
     # Fails here (not in the service) for a booster the current training code did not produce.
     metadata: dict[str, Any] = {
         **forecast.model_metadata(forecast.spec_of(booster)),
@@ -251,9 +251,11 @@ def packaging_decision(
         return PackagingDecision(package=False, reason=reason)
     champion = resolve_champion(alias, settings)
     if promoted:
-        return PackagingDecision(True, f"@{alias} moved to v{champion.version}", champion.version)
+        return PackagingDecision(True, f"@{alias} moved to v{champion.model_version}", champion.model_version)
     tag = bento_serving(champion)
     if tag is None:
-        return PackagingDecision(True, f"no bento serves @{alias} v{champion.version} yet", champion.version)
-    reason = f"bento {tag} already serves @{alias} v{champion.version}"
-    return PackagingDecision(False, reason, champion.version, tag)
+        return PackagingDecision(
+            True, f"no bento serves @{alias} v{champion.model_version} yet", champion.model_version
+        )
+    reason = f"bento {tag} already serves @{alias} v{champion.model_version}"
+    return PackagingDecision(False, reason, champion.model_version, tag)

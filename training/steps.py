@@ -23,7 +23,7 @@ from training.recipe import Recipe
 class Incumbent:
     """The current ``@champion``: its model version, recipe and data version."""
 
-    version: str
+    model_version: str
     recipe: Recipe
     data_version: str
 

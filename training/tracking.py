@@ -176,7 +176,7 @@ def _requirements() -> list[str]:
 class FoundVersion:
     """A complete registered version found by its fingerprint, and the aliases it holds now."""
 
-    version: str
+    model_version: str
     run_id: str
     aliases: tuple[str, ...]
     tags: dict[str, str]
