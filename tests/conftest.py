@@ -38,6 +38,36 @@ for _var in (
     os.environ.pop(_var, None)
 
 
+# Fixtures that start a server, an emulator, a flow run (Prefect's temporary API server), a bento or a
+# container: every test that uses one, directly or through another fixture, is marked ``integration``. The
+# rest is the fast lane (`make test-fast`: ``pytest -m "not integration"``).
+INTEGRATION_FIXTURES = frozenset(
+    {
+        "prefect_harness",
+        "prefect_server",
+        "gcs_emulator",
+        "bigquery_emulator",
+        "fault_proxy",
+        "packaged_bento",
+        "bento_server",
+        "forecast_app",
+        "guarded_server",
+    }
+)
+# Fixtures whose first use costs minutes (a training run, a bento build): their tests are also ``slow``.
+SLOW_FIXTURES = frozenset({"trained_model", "packaged_bento", "prefect_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests by the fixtures they need (see ``INTEGRATION_FIXTURES``), so the lanes cannot drift."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & INTEGRATION_FIXTURES:
+            item.add_marker(pytest.mark.integration)
+        if used & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def session_dir() -> Path:
     """The session's scratch folder (state, lake, tool homes)."""
@@ -63,4 +93,13 @@ def prefect_harness():
         yield
 
 
-pytest_plugins = ["tests.fixtures.data"]
+# Every fixture module registered once, here: a session fixture is then one instance for the whole session
+# (binding it into several test modules would make one per module — a second emulator, a second bento).
+pytest_plugins = [
+    "tests.fixtures.data",
+    "tests.fixtures.emulators",
+    "tests.fixtures.faults",
+    "tests.fixtures.mlflow",
+    "tests.fixtures.prefect_server",
+    "tests.fixtures.serving",
+]

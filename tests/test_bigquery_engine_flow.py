@@ -24,13 +24,7 @@ from features.feature_store import get_feature_store
 from features.raw_layout import ERP_ROOT
 from features.settings import get_settings
 from service.contract import PREDICT_ROUTE
-from tests.fixtures import emulators, faults, serving
-
-gcs_emulator = emulators.gcs_emulator  # fixtures, used by name below
-bigquery_emulator = emulators.bigquery_emulator
-trained_model = serving.trained_model
-packaged_bento = serving.packaged_bento
-forecast_app = serving.forecast_app
+from tests.fixtures import emulators, faults
 
 
 def use_bigquery_engine(

@@ -23,8 +23,6 @@ import httpx
 import pytest
 
 from features.settings import get_settings
-from tests.fixtures import prefect_server as server_fixtures
-from tests.fixtures import serving
 from tests.fixtures.prefect_server import (
     PREFECT,
     REPO_ROOT,
@@ -34,9 +32,6 @@ from tests.fixtures.prefect_server import (
     stop_group,
     tail,
 )
-
-prefect_server = server_fixtures.prefect_server  # the session fixtures, used by name below
-trained_model, packaged_bento = serving.trained_model, serving.packaged_bento
 
 SUBFLOWS = {"ingest", "features", "train", "package"}
 

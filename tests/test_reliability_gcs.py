@@ -17,9 +17,6 @@ from features.settings import get_settings
 from tests.fixtures import emulators, faults
 from tests.fixtures.data import task_runs
 
-gcs_emulator = emulators.gcs_emulator  # fixtures, used by name below
-fault_proxy = faults.fault_proxy
-
 RATE_LIMITED = {
     "error": {
         "code": 403,

@@ -10,12 +10,7 @@ import yaml
 
 from flows import packaging
 from service import contract
-from tests.fixtures import serving
 
-trained_model = serving.trained_model
-packaged_bento = serving.packaged_bento
-
-# The whole service package, plus exactly the modules it imports from the others.
 IMPORTED_MODULES = {
     "features/__init__.py",
     "features/settings.py",
