@@ -19,7 +19,7 @@ export PATH := $(dir $(UV)):$(PATH)
 SAMPLE_DIR ?= data/sample_delivery
 PORT ?= 3000
 
-.PHONY: help setup run test lint format sample pipeline serve test-container bench-features bench-scale bench-serve soak clean
+.PHONY: help setup run test test-fast typecheck deadcode lint format sample pipeline serve test-container bench-features bench-scale bench-serve soak clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -36,13 +36,25 @@ run: sample ## End to end on sample data: ingest → features → train → pack
 	$(UV) run --frozen python -m flows.pipeline --source $(SAMPLE_DIR)
 	$(UV) run --frozen python -m flows.serve_latest --port $(PORT)
 
-test: setup ## Lint and run every test
-	$(UV) run --frozen ruff check .
-	$(UV) run --frozen pytest
-
-lint: setup ## ruff check + format check
+test: setup ## Lint, format check, type check, then every test
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy
+	$(UV) run --frozen pytest
+
+test-fast: setup ## The tests that need no server, emulator, flow run, bento or container (< 60 s)
+	$(UV) run --frozen pytest -m "not integration" -q
+
+lint: setup ## ruff check + format check + mypy
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy
+
+typecheck: setup ## mypy on features/ training/ service/ flows/ (configured in pyproject.toml)
+	$(UV) run --frozen mypy
+
+deadcode: setup ## vulture: unused code (configured in pyproject.toml; vulture_whitelist.py lists framework hooks)
+	$(UV) run --frozen vulture
 
 format: setup ## Apply ruff fixes and formatting
 	$(UV) run --frozen ruff check --fix .

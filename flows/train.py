@@ -85,7 +85,7 @@ def _unchanged(data_version: str, recipe: Recipe, found: tracking.FoundVersion) 
         data_version=data_version,
         model_name=settings.model_name,
         model_version=found.model_version,
-        alias=(sorted(found.aliases) or [None])[0],
+        alias=next(iter(sorted(found.aliases)), None),
         promoted=False,
         reason=f"v{found.model_version} was trained on the same data, recipe and code; nothing registered",
         recipe_fingerprint=recipe.fingerprint(),
@@ -149,6 +149,7 @@ def train(data_version: str | None = None, params: dict[str, Any] | None = None)
             )  # fmt: skip
             champion_version = None
         if champion_version is not None and champion_version not in (expected_champion,):
+            assert incumbent is not None  # only the incumbent's recipe yields a champion_version here
             alias_task(
                 champion_version, gate.CHAMPION, decision.reason, _fingerprint(data_version, incumbent.recipe)
             )

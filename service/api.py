@@ -69,9 +69,9 @@ class TamalesForecast:
         return JSONResponse(answer.body, status_code=answer.status)  # type: ignore[return-value]
 
 
-TamalesForecast.add_asgi_middleware(
+TamalesForecast.add_asgi_middleware(  # type: ignore[attr-defined]  # added by @bentoml.service
     JSONErrors, api_paths=contract.API_ROUTES, max_body_bytes=contract.MAX_BODY_BYTES
 )
-TamalesForecast.add_asgi_middleware(OpenAPIDocs)  # /docs.json documents every answer (service.openapi)
+TamalesForecast.add_asgi_middleware(OpenAPIDocs)  # type: ignore[attr-defined]  # /docs.json documents every answer (service.openapi)
 # JSON 404 for unknown paths, never a redirect (service.routing)
-TamalesForecast.add_asgi_middleware(UnknownRoutes)
+TamalesForecast.add_asgi_middleware(UnknownRoutes)  # type: ignore[attr-defined]

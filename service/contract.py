@@ -105,9 +105,9 @@ def prediction_body(
         prediction=median,
         lower=lower,
         upper=upper,
-        forecast_month=forecast,
+        forecast_month=forecast,  # type: ignore[arg-type]  # year_month is a key column: never None in a stored row
         model_version=model_version,
-        features_as_of=month(row.get("year_month")),
+        features_as_of=month(row.get("year_month")),  # type: ignore[arg-type]
     ).model_dump()
 
 

@@ -77,7 +77,7 @@ class HeadDeadline:
 
 
 def _httptools_guarded(base: type) -> type:
-    class GuardedHttpToolsProtocol(HeadDeadline, base):  # type: ignore[misc, valid-type]
+    class GuardedHttpToolsProtocol(HeadDeadline, base):
         def send_400_response(self, msg: str) -> None:
             head = [b"HTTP/1.1 400 Bad Request\r\n"]
             head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
@@ -95,7 +95,7 @@ def _httptools_guarded(base: type) -> type:
 def _h11_guarded(base: type) -> type:
     import h11
 
-    class GuardedH11Protocol(HeadDeadline, base):  # type: ignore[misc, valid-type]
+    class GuardedH11Protocol(HeadDeadline, base):
         def send_400_response(self, msg: str) -> None:
             headers = [
                 (b"content-type", b"application/json"),
@@ -118,7 +118,7 @@ def guarded(base: type, header_timeout: float) -> type:
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     cls = _h11_guarded(base) if issubclass(base, H11Protocol) else _httptools_guarded(base)
-    cls.header_timeout = header_timeout
+    cls.header_timeout = header_timeout  # type: ignore[attr-defined]  # a class attribute of HeadDeadline
     setattr(cls, _GUARDED_ATTR, True)
     return cls
 

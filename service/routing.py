@@ -114,7 +114,7 @@ class _RealPath:
 
 
 def _route_labelled(base: type) -> type:
-    class RouteLabelledMetrics(base):  # type: ignore[misc, valid-type]
+    class RouteLabelledMetrics(base):
         """BentoML's traffic metrics, labelled by route template (see ``service.routing``)."""
 
         def __init__(self, app: Any, **options: Any) -> None:
@@ -150,5 +150,5 @@ def label_metrics_by_route() -> bool:
         return True
     if not patching.guard("route-labelled metrics", base.__call__, patching.METRICS_CALL_SHA256):
         return False
-    instruments.RunnerTrafficMetricsMiddleware = _route_labelled(base)
+    instruments.RunnerTrafficMetricsMiddleware = _route_labelled(base)  # type: ignore[misc, assignment]
     return True

@@ -51,8 +51,13 @@ async def _timeout_call(self: Any, scope: dict, receive: Any, send: Any) -> None
         await send(message)
 
     fut = asyncio.ensure_future(self.app(scope, receive, _send), loop=loop)
+
     # An app that fails before it starts a response must not leave the request waiting for the timer.
-    fut.add_done_callback(lambda _: waiter.done() or waiter.set_result(None))
+    def _release(_: asyncio.Future) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    fut.add_done_callback(_release)
     try:
         await waiter
     except TimeoutError:
@@ -80,7 +85,7 @@ def patch_timeout_middleware() -> bool:
     what = "the TimeoutMiddleware timer fix"
     if not patching.guard(what, TimeoutMiddleware.__call__, patching.TIMEOUT_CALL_SHA256):
         return False
-    TimeoutMiddleware.__call__ = _timeout_call  # type: ignore[method-assign]
+    TimeoutMiddleware.__call__ = _timeout_call  # type: ignore[method-assign, assignment]
     setattr(TimeoutMiddleware, _PATCHED_ATTR, True)
     return True
 

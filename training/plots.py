@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import matplotlib
 
@@ -58,7 +59,7 @@ def error_by_origin(compared: pl.DataFrame, path: Path) -> Path:
             .sort("target_month")
         )
         x = np.arange(per_origin.height)
-        overall = {n: float(per_origin[n].mean()) for n in BASELINES}
+        overall = {n: float(cast(float, per_origin[n].mean())) for n in BASELINES}
         for name in ["p50", *sorted(overall, key=overall.__getitem__)[:3]]:
             style = {"linewidth": 2.5, "color": "black"} if name == "p50" else {"alpha": 0.8}
             ax.plot(x, per_origin[name], marker="o", label="model" if name == "p50" else name, **style)
@@ -129,7 +130,7 @@ def feature_importance(booster: xgb.Booster, path: Path) -> Path:
     """Horizontal bar chart of total gain per input feature (all quantile heads together)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     gains = booster.get_score(importance_type="total_gain")
-    names = sorted(gains, key=gains.get)
+    names = sorted(gains, key=lambda name: gains[name])
     fig = Figure(figsize=(8, 0.3 * max(len(names), 4) + 1.5), dpi=80, layout="constrained")
     ax = fig.subplots()
     values = np.array([gains[n] for n in names], dtype=float)

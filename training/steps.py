@@ -50,7 +50,8 @@ def resolve_data_version(data_version: str | None, settings: Settings | None = N
 def candidate_recipe(overrides: dict | None = None, settings: Settings | None = None) -> Recipe:
     """This run's recipe: the default one with ``overrides``, recording the settings' calendars."""
     settings = settings or get_settings()
-    return Recipe(calendars=settings.calendars).with_overrides(overrides)
+    calendars: dict[str, str] = dict(settings.calendars)
+    return Recipe(calendars=calendars).with_overrides(overrides)
 
 
 def incumbent(settings: Settings | None = None) -> Incumbent | None:
