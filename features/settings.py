@@ -147,12 +147,6 @@ class Settings(BaseSettings):
         return self.state_dir.resolve() / "feature_store" / f"{self.bq_dataset}.{self.bq_table}.parquet"
 
     @property
-    def bq_table_id(self) -> str:
-        """Fully qualified BigQuery table id ``project.dataset.table`` (project may come from ADC)."""
-        prefix = f"{self.bq_project}." if self.bq_project else ""
-        return f"{prefix}{self.bq_dataset}.{self.bq_table}"
-
-    @property
     def mlflow_tracking_uri(self) -> str:
         """``MLFLOW_TRACKING_URI`` if set, else SQLite under the state dir (the embedded default)."""
         uri = os.environ.get("MLFLOW_TRACKING_URI")
