@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 
 from features.feature_store import get_feature_store
 from features.settings import get_settings
+from features.telemetry import quiet_tools
 from service import contract, runtime
 from service import model as model_io
 from service.errors import JSONErrors
@@ -24,8 +25,11 @@ from service.openapi import OpenAPIDocs
 from service.routing import UnknownRoutes
 
 logger = logging.getLogger("bentoml.tamales.service")
-# An import-time side effect that must stay: BentoML imports this module in the server process before it
-# builds the server, and the patches (timeout middleware, log filter, HTTP guard) must be in place by then.
+# Import-time side effects that must stay. The tools' telemetry off before the server reports anything (a
+# bento also sets these through bentofile.yaml's envs).
+quiet_tools()
+# BentoML imports this module in the server process before it builds the server, and the patches (timeout
+# middleware, log filter, HTTP guard) must be in place by then.
 runtime.harden_server(get_settings())
 
 # The packaging flow pins the exact model with `--arg model_tag=name:version` (stored in the bento). Without

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from features.telemetry import NO_PHONE_HOME, TOOL_DEFAULTS
+
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="tamales-tests-"))
 _ENV = {
     "TAMALES_STATE_DIR": str(_SESSION_DIR / "state"),
@@ -20,13 +22,9 @@ _ENV = {
     "TAMALES_FEATURE_STORE": "local",
     "PREFECT_HOME": str(_SESSION_DIR / "prefect"),
     "BENTOML_HOME": str(_SESSION_DIR / "bentoml"),
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "BENTOML_DO_NOT_TRACK": "true",
-    "DO_NOT_TRACK": "1",
-    "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+    **NO_PHONE_HOME,
+    **TOOL_DEFAULTS,
     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
 }
 os.environ.update(_ENV)
 for _var in (

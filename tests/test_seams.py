@@ -2,16 +2,21 @@
 
 ``service/`` is exactly what the bento ships: it imports neither MLflow nor Prefect, and every module it
 imports from ``features/`` and ``training/`` (transitively) is in ``bentofile.yaml``'s ``include``. The layers
-go one way: flows → service → training → features.
+go one way: flows → service → training → features. The telemetry settings have one source
+(``features.telemetry``), and no tracked file names a path outside the repository.
 """
 
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
+from features.telemetry import NO_PHONE_HOME
 from flows import packaging
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -99,3 +104,50 @@ def test_the_layers_go_one_way():
         for path in (REPO_ROOT / package).rglob("*.py"):
             used = {n.split(".")[0] for n in _imports(path)} & set(PACKAGES)
             assert used <= ok, f"{path.relative_to(REPO_ROOT)} imports {used - ok}"
+
+
+def _shell_settings(text: str) -> dict[str, str]:
+    """``NAME=value`` / ``NAME := value`` assignments of the telemetry variables in a shell script or Makefile."""
+    names = "|".join(NO_PHONE_HOME)
+    return dict(re.findall(rf"\b({names})\s*:?=\s*([^\s#]+)", text))
+
+
+@pytest.mark.parametrize(
+    ("path", "required"),
+    [
+        ("Makefile", set(NO_PHONE_HOME)),
+        ("bench/common.sh", {"BENTOML_DO_NOT_TRACK", "DO_NOT_TRACK"}),
+        ("scripts/test_container.sh", {"BENTOML_DO_NOT_TRACK", "DO_NOT_TRACK"}),
+    ],
+)
+def test_the_shell_copies_of_the_telemetry_settings_match_the_one_source(path: str, required: set[str]):
+    found = _shell_settings((REPO_ROOT / path).read_text())
+    assert required <= set(found), f"{path} lacks {required - set(found)}"
+    assert found == {k: NO_PHONE_HOME[k] for k in found}
+
+
+def test_the_bento_sets_the_telemetry_settings_of_the_one_source():
+    envs = {e["name"]: e["value"] for e in yaml.safe_load((REPO_ROOT / "bentofile.yaml").read_text())["envs"]}
+    shared = {k: v for k, v in envs.items() if k in NO_PHONE_HOME}
+    assert {"BENTOML_DO_NOT_TRACK", "DO_NOT_TRACK"} <= set(shared)
+    assert shared == {k: NO_PHONE_HOME[k] for k in shared}
+
+
+def test_no_tracked_file_names_a_path_outside_the_repository():
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    outside = re.compile(r"(?<![\w./:])/(work|root|home)/\w")  # not a file:/// URL in sample data
+    offenders = [
+        f
+        for f in tracked
+        if f != "uv.lock" and (REPO_ROOT / f).is_file() and outside.search(_text(REPO_ROOT / f))
+    ]
+    assert not offenders
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        return ""

@@ -14,6 +14,7 @@ from service import contract
 IMPORTED_MODULES = {
     "features/__init__.py",
     "features/settings.py",
+    "features/telemetry.py",
     "features/calendar.py",
     "features/bq.py",
     "features/schema.py",
