@@ -182,11 +182,11 @@ def champion_moved(expected: str | None, settings: Settings | None = None) -> bo
 
 
 def apply_alias(
-    version: str, alias: str, reason: str, fingerprint: str, settings: Settings | None = None
+    model_version: str, alias: str, reason: str, fingerprint: str, settings: Settings | None = None
 ) -> None:
-    """Tag ``version`` with the gate's outcome and move ``alias`` to it (``training.gate.apply``)."""
+    """Tag ``model_version`` with the gate's outcome and move ``alias`` to it (``training.gate.apply``)."""
     settings = settings or get_settings()
-    gate.apply(tracking.client(settings), settings.model_name, version, alias, reason, fingerprint)
+    gate.apply(tracking.client(settings), settings.model_name, model_version, alias, reason, fingerprint)
 
 
 def finish_run(
