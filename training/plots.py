@@ -1,19 +1,16 @@
-"""Diagnostic plots logged with each training run (matplotlib, Agg backend, no pyplot global state)."""
+"""Diagnostic plots logged with each training run (matplotlib ``Figure`` objects saved directly: no pyplot, no
+global backend switch — ``savefig`` renders PNGs with Agg whatever the process's backend)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import cast
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-import xgboost as xgb  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import numpy as np
+import polars as pl
+import xgboost as xgb
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 PER_PAGE = 16
 HISTORY_MONTHS = 12
