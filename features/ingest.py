@@ -36,7 +36,6 @@ from features.manifests import (
 )
 from features.raw_csv import RawFileError, iter_raw_csv
 from features.raw_layout import RawFile, classify, is_not_data
-from features.results import IngestResult, Quarantined
 from features.settings import Settings, get_settings
 
 QUARANTINE = "_quarantine"
@@ -73,24 +72,6 @@ class IngestReport:
     def counts(self) -> dict[str, int]:
         """Number of files per outcome."""
         return {name: len(getattr(self, name)) for name in _OUTCOMES}
-
-    def result(self) -> IngestResult:
-        """The frozen result the ingest flow returns (``quarantined`` as ``Quarantined``, plus ``counts``)."""
-        return IngestResult(
-            copied=list(self.copied),
-            unchanged=list(self.unchanged),
-            skipped_not_data=list(self.skipped_not_data),
-            skipped_unknown=list(self.skipped_unknown),
-            quarantined=[Quarantined(rel, reason) for rel, reason in self.quarantined],
-            deliveries=list(self.deliveries),
-            rows_validated=self.rows_validated,
-            bytes_copied=self.bytes_copied,
-            counts=self.counts(),
-        )
-
-    def to_dict(self) -> dict:
-        """Plain JSON-able types (``quarantined`` as ``[{"relpath", "reason"}]``, plus ``counts``)."""
-        return self.result().to_dict()
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from features.ingest import IngestReport
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,21 @@ class IngestResult:
     rows_validated: int
     bytes_copied: int
     counts: dict[str, int]  # number of files per outcome
+
+    @classmethod
+    def of(cls, report: IngestReport) -> IngestResult:
+        """The frozen result of an ingest run's (mutable, mergeable) report."""
+        return cls(
+            copied=list(report.copied),
+            unchanged=list(report.unchanged),
+            skipped_not_data=list(report.skipped_not_data),
+            skipped_unknown=list(report.skipped_unknown),
+            quarantined=[Quarantined(rel, reason) for rel, reason in report.quarantined],
+            deliveries=list(report.deliveries),
+            rows_validated=report.rows_validated,
+            bytes_copied=report.bytes_copied,
+            counts=report.counts(),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able types (for the CLI and the pipeline's printed summary)."""

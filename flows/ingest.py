@@ -86,7 +86,7 @@ def ingest_flow(source: str, raw_url: str | None = None) -> IngestResult:
     logger.info("ingest done: %s", report.counts())
     if report.quarantined:
         logger.warning("%d files quarantined under %s/_quarantine", len(report.quarantined), raw_url)
-    return report.result()
+    return IngestResult.of(report)
 
 
 def main(argv: list[str] | None = None) -> IngestResult:
