@@ -14,13 +14,13 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from service.contract import PREDICT_ROUTE, PREDICTION_FIELDS
-from tests.fixtures.prefect_server import REPO_ROOT, free_port, start_group, stop_group, tail
+from tests.fixtures.prefect_server import REPO_ROOT, stop_group
+from tests.fixtures.serving import serve_bento
 
 README = REPO_ROOT / "README.md"
 
@@ -68,26 +68,14 @@ def test_bentoml_serve_latest_answers_the_predict_call(
 ):
     words = _readme_line("uv run bentoml serve tamales-forecast:latest")
     assert words == ["uv", "run", "bentoml", "serve", "tamales-forecast:latest"]
-    port = free_port()  # BentoML's own environment variables for --host/--port: the line stays as written
-    env = _shell_env() | {"BENTOML_HOST": "127.0.0.1", "BENTOML_PORT": str(port)}
+    # Host and port through BentoML's own environment variables: the line stays as written.
     log = session_dir / "readme-serve.log"
-    proc = start_group(_argv(words), env, log, cwd=REPO_ROOT)
-    url = f"http://127.0.0.1:{port}"
+    server = serve_bento(packaged_bento, _shell_env(), log, command=_argv(words), cwd=REPO_ROOT)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert proc.poll() is None, f"bentoml serve exited with {proc.returncode}:\n{tail(log)}"
-            assert time.monotonic() < deadline, f"not ready after 180 s:\n{tail(log)}"
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.25)
-        response = httpx.post(f"{url}{PREDICT_ROUTE}", json={"productid": known_product}, timeout=10.0)
+        response = httpx.post(f"{server.url}{PREDICT_ROUTE}", json={"productid": known_product}, timeout=10.0)
         assert response.status_code == 200, response.text
         body = response.json()
         assert tuple(body) == PREDICTION_FIELDS and body["productid"] == known_product
         assert body["lower"] <= body["prediction"] <= body["upper"]
     finally:
-        stop_group(proc)
+        stop_group(server.proc)
