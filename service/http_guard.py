@@ -26,6 +26,8 @@ import json
 import logging
 from typing import Any
 
+from service import patching
+
 logger = logging.getLogger("bentoml.tamales.http")
 
 INVALID_REQUEST_BODY = json.dumps({"error": "invalid HTTP request"}).encode()
@@ -139,5 +141,15 @@ def install(header_timeout: float) -> type | None:
     if getattr(current, _GUARDED_ATTR, False):
         current.header_timeout = header_timeout
         return current
+    expected = patching.SEND_400_SHA256.get(current.__name__, "")
+    what = "the guarded HTTP protocol (request-head deadline, JSON 400)"
+    if not patching.guard(
+        what,
+        current.send_400_response,
+        expected,
+        expected_version=patching.UVICORN_VERSION,
+        distribution="uvicorn",
+    ):
+        return None
     auto.AutoHTTPProtocol = guarded(current, header_timeout)
     return auto.AutoHTTPProtocol

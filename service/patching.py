@@ -27,6 +27,14 @@ LOG_EXCEPTION_SHA256 = "8e37ab2b4433dff1b39b8e3e31e86f2cf6706294a2749f688a6b8c0e
 # service.routing, which rewrites the scope's path before it)
 METRICS_CALL_SHA256 = "b7dc25ae0208d7b27864271735f917f20fe7712a3d76e9afefca4271f5b458d9"  # pragma: allowlist secret (a source hash)
 
+# uvicorn (BentoML's server): service.http_guard subclasses the protocol ``auto`` designates and replaces its
+# ``send_400_response``; one hash per protocol class.
+UVICORN_VERSION = "0.54.0"
+SEND_400_SHA256 = {
+    "HttpToolsProtocol": "ae5a4a3782b646fdd2d0ec5cfc28814fda9b6e3464bf6f45c58839982319bd0c",  # pragma: allowlist secret
+    "H11Protocol": "56937b748fc59d921491a9ee3c8e24ad1525bd13fa2d7296c5f9b3ebb7b9be38",  # pragma: allowlist secret
+}
+
 
 def source_sha256(function: Callable[..., Any]) -> str:
     """sha256 of the function's source text."""

@@ -130,3 +130,20 @@ def test_any_other_exception_keeps_its_error_and_traceback():
     (record,) = _log_through_bentoml(RuntimeError("boom"))
     assert record.levelno == logging.ERROR and record.exc_info is not None
     assert record.getMessage() == "Exception on /apis/products/predict/1.0.0 [POST]"
+
+
+def test_the_http_guard_is_written_for_the_installed_uvicorn():
+    """``service.http_guard`` replaces ``send_400_response`` of both of uvicorn's protocols: guarded the same way."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    assert patching.installed_version("uvicorn") == patching.UVICORN_VERSION
+    for protocol in (H11Protocol, HttpToolsProtocol):
+        expected = patching.SEND_400_SHA256[protocol.__name__]
+        assert patching.guard(
+            "http guard",
+            protocol.send_400_response,
+            expected,
+            expected_version="0.54.0",
+            distribution="uvicorn",
+        )
