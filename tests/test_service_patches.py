@@ -144,6 +144,6 @@ def test_the_http_guard_is_written_for_the_installed_uvicorn():
             "http guard",
             protocol.send_400_response,
             expected,
-            expected_version="0.54.0",
+            expected_version=patching.UVICORN_VERSION,
             distribution="uvicorn",
         )
