@@ -268,7 +268,7 @@ def test_ingest_flow_reports_and_publishes_an_artifact(tmp_path: Path, monkeypat
     }
     assert result.quarantined[0].relpath == BAD_RELPATH
     assert json.loads(capsys.readouterr().out)["counts"] == result.counts
-    assert json.loads(json.dumps(result)) == result  # plain types only
+    assert json.loads(json.dumps(result.to_dict())) == result.to_dict()  # plain types only
     assert set(all_files(raw)) >= set(GOOD)
 
     again = ingest_flow_module.ingest_flow(source=str(source))
