@@ -125,7 +125,7 @@ def test_a_bad_file_or_a_failing_bigquery_publishes_nothing(
 
         proxy.reset()
         result = features_flow(allow_incomplete=True)
-        quality = processed.read_quality_report(result["version"])
+        quality = processed.read_quality_report(result.data_version)
         assert [q["relpath"] for q in quality["files_quarantined"]] == [relpath]
         assert quality["files_read"]["erp"] == 3
         assert get_feature_store().read_all().filter(pl.col("source") == "erp").height > 0
