@@ -9,10 +9,9 @@ export DO_NOT_TRACK := 1
 export GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT := false
 # Prefect's temporary API server can take longer than its default wait to start on a busy 2-core machine.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
-# Keep the tools' own state inside the project's state dir (overridable).
+# The project's own state (feature store file, MLflow DB). Prefect and BentoML keep their default homes
+# (PREFECT_HOME / BENTOML_HOME if set), so `uv run bentoml list` etc. in a fresh shell see what `make run` built.
 export TAMALES_STATE_DIR ?= $(CURDIR)/.tamales
-export PREFECT_HOME ?= $(TAMALES_STATE_DIR)/prefect
-export BENTOML_HOME ?= $(TAMALES_STATE_DIR)/bentoml
 
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 # Tools started by make (bentoml build runs uv) find the same uv.
@@ -20,7 +19,7 @@ export PATH := $(dir $(UV)):$(PATH)
 SAMPLE_DIR ?= data/sample_delivery
 PORT ?= 3000
 
-.PHONY: help setup run test lint format sample pipeline serve test-container bench-accuracy bench-features bench-scale bench-serve soak clean
+.PHONY: help setup run test test-fast typecheck deadcode lint format sample pipeline serve test-container bench-accuracy bench-features bench-scale bench-serve soak clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -34,17 +33,28 @@ sample: setup ## Generate the sample deliveries (if absent)
 	@test -d $(SAMPLE_DIR) || $(UV) run --frozen python -m features.synth --out $(SAMPLE_DIR)
 
 run: sample ## End to end on sample data: ingest → features → train → package, then serve the bento
-	@mkdir -p "$(PREFECT_HOME)" "$(BENTOML_HOME)"  # Prefect does not create its home's parents
 	$(UV) run --frozen python -m flows.pipeline --source $(SAMPLE_DIR)
-	$(UV) run --frozen python -m service.serve_latest --port $(PORT)
+	$(UV) run --frozen python -m flows.serve_latest --port $(PORT)
 
-test: setup ## Lint and run every test
-	$(UV) run --frozen ruff check .
-	$(UV) run --frozen pytest
-
-lint: setup ## ruff check + format check
+test: setup ## Lint, format check, type check, then every test
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy
+	$(UV) run --frozen pytest
+
+test-fast: setup ## The tests that need no server, emulator, flow run, bento or container (< 60 s)
+	$(UV) run --frozen pytest -m "not integration" -q
+
+lint: setup ## ruff check + format check + mypy
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy
+
+typecheck: setup ## mypy on features/ training/ service/ flows/ (configured in pyproject.toml)
+	$(UV) run --frozen mypy
+
+deadcode: setup ## vulture: unused code (configured in pyproject.toml; vulture_whitelist.py lists framework hooks)
+	$(UV) run --frozen vulture
 
 format: setup ## Apply ruff fixes and formatting
 	$(UV) run --frozen ruff check --fix .

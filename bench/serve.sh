@@ -10,7 +10,7 @@
 #
 # Knobs (env): DURATION=30s CONNECTIONS=32 WRK_THREADS=2 WARMUP=3s PRODUCT_ID=<id>
 #   WORKERS=<n> ACCESS_LOG=true|false METRICS=true|false THREADS=<n>  -> BentoML config overrides for BOTH
-#   services (the levers of /work/shared/notes/serving-perf.md); unset = the services' own settings.
+#   services (the levers measured in the team's shared serving-performance notes); unset = the services' own settings.
 #   SERVICE=service.api:TamalesForecast NOOP=bench.noop_service:Noop
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +31,7 @@ if ! command -v wrk >/dev/null; then
 fi
 
 if [ -z "${PRODUCT_ID:-}" ]; then
-  PRODUCT_ID=$("$UV" run --frozen python -m service.serve_latest --print-product-id)
+  PRODUCT_ID=$("$UV" run --frozen python -m flows.serve_latest --print-product-id)
 fi
 
 # BentoML config overrides for both services (service names: tamales-forecast, noop).

@@ -18,7 +18,7 @@ DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-3s}"
 source bench/common.sh
 command -v wrk >/dev/null || { echo "bench/serve_ab.sh: wrk is not installed (apt-get install wrk)" >&2; exit 3; }
-PRODUCT_ID="${PRODUCT_ID:-$("$UV" run --frozen python -m service.serve_latest --print-product-id)}"
+PRODUCT_ID="${PRODUCT_ID:-$("$UV" run --frozen python -m flows.serve_latest --print-product-id)}"
 
 tmp=$(mktemp -d)
 pids=()

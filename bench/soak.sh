@@ -65,7 +65,7 @@ tree_rss() {
 }
 
 if [ -z "${SOAK_URL:-}" ]; then
-  tag=$("${PY[@]}" -m service.serve_latest --print-bento-tag)
+  tag=$("${PY[@]}" -m flows.serve_latest --print-bento-tag)
   port=$(free_port)
   setsid "$UV" run --frozen bentoml serve "$tag" --host 127.0.0.1 --port "$port" >"$out/server.log" 2>&1 &
   own_server=$!

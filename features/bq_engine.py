@@ -25,7 +25,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -39,8 +39,8 @@ SQL_STEPS = ("series", "monthly_totals", "rule_counts")
 RESULTS = ("series", "totals", "counts")
 STAGED_PREFIX = "staged."
 # The columns of features.clean.monthly_totals, in its order.
-TOTALS_COLUMNS = ("source", "id_product", "year_month", "total_sales", "calorie_category", "product_name")
-TOTALS_COLUMNS += ("producer", "unknown_key")
+TOTALS_COLUMNS: tuple[str, ...] = ("source", "id_product", "year_month", "total_sales", "calorie_category")
+TOTALS_COLUMNS += ("product_name", "producer", "unknown_key")
 
 Progress = Callable[[str], None]
 
@@ -152,7 +152,7 @@ def _read(client: Any, table: str) -> pl.DataFrame:
 
     arrow = client.list_rows(table).to_arrow(create_bqstorage_client=False)
     decimals = [f.name for f in arrow.schema if pa.types.is_decimal(f.type)]
-    frame = pl.from_arrow(arrow.drop_columns(decimals))
+    frame = cast(pl.DataFrame, pl.from_arrow(arrow.drop_columns(decimals)))
     # BIGNUMERIC micro-units are exact integers that may exceed int64: converted through Python ints.
     return frame.with_columns(
         pl.Series(name, [None if v is None else int(v) for v in arrow.column(name).to_pylist()], pl.Int128)

@@ -8,6 +8,7 @@ source's last month (missing months get a missing total), so a lag of *k* rows i
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import polars as pl
 
@@ -54,7 +55,7 @@ def build_features(dense: pl.DataFrame, calendars: Mapping[str, Calendar] | None
 
         calendars = get_settings().calendars
     sales = pl.col("total_sales")
-    over = {"partition_by": SERIES, "order_by": "year_month"}
+    over: dict[str, Any] = {"partition_by": SERIES, "order_by": "year_month"}
     lags = {f"lag_{k}": sales.shift(k - 1).over(**over) for k in LAGS}
     means = {
         f"rolling_mean_{w}": sales.rolling_mean(window_size=w, min_samples=1).over(**over)

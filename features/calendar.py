@@ -35,11 +35,6 @@ def period_weeks(year: int, month: int, kind: Calendar) -> float:
     return float(_pattern(kind)[(month - 1) % 3])
 
 
-def period_in_quarter(month: int) -> int:
-    """Position of a month in its quarter: 1, 2 or 3."""
-    return (month - 1) % 3 + 1
-
-
 def weeks_expr(date: pl.Expr, kind: Calendar) -> pl.Expr:
     """``period_weeks`` as a polars expression over a column of first-of-month dates (Float64)."""
     if kind not in CALENDARS:

@@ -12,6 +12,7 @@ import io
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -206,7 +207,7 @@ def publish_version(features: pl.DataFrame, report: dict, settings: Settings | N
 def read_features(version: str, settings: Settings | None = None) -> pl.DataFrame:
     """The full feature table of a published version."""
     url = storage.join(processed.version_url(version, settings), FEATURES_FILE)
-    frame = pl.from_arrow(pq.read_table(io.BytesIO(storage.read_bytes(url, settings))))
+    frame = cast(pl.DataFrame, pl.from_arrow(pq.read_table(io.BytesIO(storage.read_bytes(url, settings)))))
     return frame.select(list(FEATURE_STORE_SCHEMA))
 
 

@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -113,8 +113,8 @@ class LocalFeatureStore(FeatureStore):
     def latest_row(self, id_product: str) -> Row | None:
         _check_id(id_product)
         with self._reading():
-            rows = pl.scan_parquet(self.path).filter(pl.col("id_product") == pl.lit(id_product)).collect()
-        rows = _latest(conform(rows)).to_dicts()
+            frame = pl.scan_parquet(self.path).filter(pl.col("id_product") == pl.lit(id_product)).collect()
+        rows = _latest(conform(frame)).to_dicts()
         return rows[0] if rows else None
 
     def ping(self) -> None:
@@ -177,7 +177,7 @@ class BigQueryFeatureStore(FeatureStore):
                 wait_timeout=wait or timeout,
             )
             table = rows.to_arrow(create_bqstorage_client=False)
-        return conform(pl.from_arrow(table))
+        return conform(cast(pl.DataFrame, pl.from_arrow(table)))
 
     def _latest_sql(self, where: str = "") -> str:
         return (

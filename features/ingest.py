@@ -20,7 +20,7 @@ import logging
 import posixpath
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from features import delivery_fs, storage
@@ -72,13 +72,6 @@ class IngestReport:
     def counts(self) -> dict[str, int]:
         """Number of files per outcome."""
         return {name: len(getattr(self, name)) for name in _OUTCOMES}
-
-    def to_dict(self) -> dict:
-        """Plain JSON-able types (``quarantined`` as ``[{"relpath", "reason"}]``, plus ``counts``)."""
-        out = asdict(self)
-        out["quarantined"] = [{"relpath": rel, "reason": reason} for rel, reason in self.quarantined]
-        out["counts"] = self.counts()
-        return out
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Literal
+from typing import Literal, cast
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -55,7 +55,7 @@ def read_split(version: str, split: SplitName, settings: Settings | None = None)
     frames = []
     for path in sorted(p for p in fs.ls(folder, detail=False) if p.endswith(".parquet")):
         with fs.open(path, "rb") as handle:
-            frames.append(pl.from_arrow(pq.read_table(io.BytesIO(handle.read()))))
+            frames.append(cast(pl.DataFrame, pl.from_arrow(pq.read_table(io.BytesIO(handle.read())))))
     if not frames:
         raise FileNotFoundError(f"no parquet files in {folder}")
     return pl.concat(frames, how="vertical")

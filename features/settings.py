@@ -16,30 +16,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from features.calendar import Calendar
 
-# Telemetry of the tools this project starts. Set before those libraries are imported (see ``quiet_tools``).
-NO_PHONE_HOME = {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "BENTOML_DO_NOT_TRACK": "true",
-    "DO_NOT_TRACK": "1",
-    # gcsfs otherwise probes a gRPC endpoint for hierarchical-namespace buckets on every bucket operation.
-    "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
-}
-
-
-# Prefect's temporary API server (flows run without PREFECT_API_URL) can take longer than its default wait to
-# start on a busy 2-core machine.
-TOOL_DEFAULTS = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
-
-
-def quiet_tools() -> None:
-    """Switch off the telemetry of Prefect, MLflow and BentoML for this process and set tool defaults."""
-    for key, value in {**NO_PHONE_HOME, **TOOL_DEFAULTS}.items():
-        os.environ.setdefault(key, value)
-
-
-quiet_tools()
-
 
 class Settings(BaseSettings):
     """Runtime settings; each field ``foo`` is read from ``TAMALES_FOO``."""
@@ -145,12 +121,6 @@ class Settings(BaseSettings):
     def local_feature_store_path(self) -> Path:
         """Parquet file that backs the embedded feature store."""
         return self.state_dir.resolve() / "feature_store" / f"{self.bq_dataset}.{self.bq_table}.parquet"
-
-    @property
-    def bq_table_id(self) -> str:
-        """Fully qualified BigQuery table id ``project.dataset.table`` (project may come from ADC)."""
-        prefix = f"{self.bq_project}." if self.bq_project else ""
-        return f"{prefix}{self.bq_dataset}.{self.bq_table}"
 
     @property
     def mlflow_tracking_uri(self) -> str:

@@ -23,6 +23,7 @@ the next month (the *target period*). Sales are compared per week of sales (``ra
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import polars as pl
 
@@ -34,7 +35,7 @@ ADJUSTED_LAGS = (1, 2, 3, 6, 12)
 FACTOR_WINDOW, FACTOR_DECAY = 6, 0.7
 SEASON_YEARS = (1, 2)
 INDEX_WINDOW, MIN_GROWTH_SD, DEFAULT_GROWTH_SD = 12, 0.05, 0.5
-_OVER = {"partition_by": SERIES, "order_by": "year_month"}
+_OVER: dict[str, Any] = {"partition_by": SERIES, "order_by": "year_month"}
 
 
 def _by_source(expr_of: Mapping[str, pl.Expr], default: pl.Expr) -> pl.Expr:

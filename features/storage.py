@@ -22,6 +22,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from features.settings import Settings, get_settings
+from features.telemetry import quiet_tools
 
 SUCCESS_MARKER = "_SUCCESS"
 
@@ -44,6 +45,7 @@ def filesystem(url: str, settings: Settings | None = None) -> fsspec.AbstractFil
     if not is_gcs(url):
         return LocalFileSystem(auto_mkdir=True)
     settings = settings or get_settings()
+    quiet_tools()  # GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT before gcsfs is used, whatever the entry point
     import gcsfs  # imported lazily: the local default must not pay for it
 
     kwargs: dict = {}

@@ -149,7 +149,7 @@ def _write_erp(root: Path, rng: np.random.Generator, profile: Profile, fragments
     mantissas = (*range(-999, -99), *range(100, 1000))
     residues = pl.Series([java_double(float(f"{m}e-{e}")) for m in mantissas for e in (15, 16, 17)])
     residue_s = pl.lit(residues).gather(pl.col("r").clip(0))
-    sales = pl.when(pl.col("r") < 0).then(_java_cents(pl.col("c"))).otherwise(residue_s).alias("sales")
+    sales_expr = pl.when(pl.col("r") < 0).then(_java_cents(pl.col("c"))).otherwise(residue_s).alias("sales")
     attr = {k: pl.Series([s[k] for s in series]) for k in ("cat", "flavor", "zone", "code", "name")}
     for r, folder in enumerate(ERP_REGION_FOLDERS):
         i = np.nonzero(zone == r)[0]
@@ -159,7 +159,7 @@ def _write_erp(root: Path, rng: np.random.Generator, profile: Profile, fragments
             pl.lit(pl.Series(MONTHS)).gather(pl.col("m") % 12).alias("month"),
             pl.lit("Mexico").alias("country"),
             *(pl.lit(attr[k]).gather(pl.col("s")).alias(k) for k in attr),
-            sales,
+            sales_expr,
         )
         path = root / ERP_ROOT / shape.delivery / "csv" / folder / f"ventas_mensuales_{folder}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)

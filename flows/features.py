@@ -23,6 +23,7 @@ from features import dataset, processed, storage
 from features.completeness import IncompleteDeliveryError, describe
 from features.feature_store import get_feature_store
 from features.raw_csv import RawFileError
+from features.results import FeaturesResult
 from features.settings import get_settings
 
 
@@ -47,7 +48,7 @@ def resolve_inputs_task() -> dict:
     """Pick the latest ingested delivery of each source, derive the data version, list what each lacks."""
     inputs = dataset.resolve_inputs()
     deliveries = {s: m.delivery for s, m in inputs.manifests.items()}
-    return {"version": inputs.version, "deliveries": deliveries, "problems": inputs.problems}
+    return {"data_version": inputs.version, "deliveries": deliveries, "problems": inputs.problems}
 
 
 @task(name="check-completeness")
@@ -71,17 +72,17 @@ def check_completeness_task(inputs: dict, allow_incomplete: bool) -> None:
     retry_delay_seconds=[2, 8],
     retry_condition_fn=retry_unless_data_error,
 )
-def build_and_publish_task(version: str, force: bool = False) -> str:
+def build_and_publish_task(data_version: str, force: bool = False) -> str:
     """Build features, splits and the data-quality report; publish them as ``<processed>/<version>/``."""
     logger = get_run_logger()
-    url = processed.version_url(version)
+    url = processed.version_url(data_version)
     if not force and storage.is_published(url):
-        logger.info("version %s already published at %s: reusing it", version, url)
+        logger.info("version %s already published at %s: reusing it", data_version, url)
         return url
     inputs = dataset.resolve_inputs()
-    if inputs.version != version:
+    if inputs.version != data_version:
         raise RuntimeError(
-            f"raw deliveries changed during the run ({version} → {inputs.version}); re-run the flow"
+            f"raw deliveries changed during the run ({data_version} → {inputs.version}); re-run the flow"
         )
     logger.info("feature engine: %s", get_settings().feature_engine)
     features, report = dataset.build_dataset(inputs, progress=logger.info)
@@ -94,17 +95,17 @@ def _split_rows(report: dict) -> tuple[int, int]:
 
 
 @task(name="publish-feature-store", retries=3, retry_delay_seconds=[2, 4, 8])
-def publish_feature_store_task(version: str) -> int:
+def publish_feature_store_task(data_version: str) -> int:
     """Replace the feature-store table with the version's feature rows (one load job / atomic file)."""
-    rows = get_feature_store().write(dataset.read_features(version))
+    rows = get_feature_store().write(dataset.read_features(data_version))
     get_run_logger().info("feature store (%s) now holds %d rows", get_settings().feature_store, rows)
     return rows
 
 
 @task(name="set-latest-version", retries=3, retry_delay_seconds=[1, 2, 4])
-def set_latest_task(version: str) -> None:
+def set_latest_task(data_version: str) -> None:
     """Move the ``LATEST`` pointer of the processed bucket."""
-    dataset.set_latest(version)
+    dataset.set_latest(data_version)
 
 
 def _report_markdown(report: dict, engine: str) -> str:
@@ -129,34 +130,34 @@ def _report_markdown(report: dict, engine: str) -> str:
 
 
 @flow(name="features", log_prints=True)
-def features_flow(force: bool = False, allow_incomplete: bool = False) -> dict:
+def features_flow(force: bool = False, allow_incomplete: bool = False) -> FeaturesResult:
     """Build and publish the feature table and the train/test split of the latest deliveries.
 
     ``allow_incomplete`` publishes a delivery that lacks data (see ``features.completeness``) anyway.
     """
     inputs = resolve_inputs_task()
     check_completeness_task(inputs, allow_incomplete)
-    version = inputs["version"]
-    url = build_and_publish_task(version, force=force)
-    rows = publish_feature_store_task(version)
-    set_latest_task(version)
-    report = processed.read_quality_report(version)
+    data_version = inputs["data_version"]
+    url = build_and_publish_task(data_version, force=force)
+    rows = publish_feature_store_task(data_version)
+    set_latest_task(data_version)
+    report = processed.read_quality_report(data_version)
     engine = get_settings().feature_engine
     create_markdown_artifact(
-        markdown=_report_markdown(report, engine), key="data-quality", description=version
+        markdown=_report_markdown(report, engine), key="data-quality", description=data_version
     )
-    get_run_logger().info("published version %s at %s (feature engine: %s)", version, url, engine)
-    return {
-        "engine": engine,
-        "version": version,
-        "url": url,
-        "feature_store_rows": rows,
-        "deliveries": inputs["deliveries"],
-        "incomplete": inputs["problems"],
-    }
+    get_run_logger().info("published version %s at %s (feature engine: %s)", data_version, url, engine)
+    return FeaturesResult(
+        engine=engine,
+        data_version=data_version,
+        url=url,
+        feature_store_rows=rows,
+        deliveries=inputs["deliveries"],
+        incomplete=inputs["problems"],
+    )
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> FeaturesResult:
     """CLI entry point."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

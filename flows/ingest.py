@@ -19,6 +19,7 @@ from prefect.cache_policies import NO_CACHE
 
 from features import ingest
 from features.raw_layout import RawFile
+from features.results import IngestResult
 from features.settings import get_settings
 
 
@@ -68,8 +69,8 @@ def report_markdown(source_url: str, raw_url: str, report: ingest.IngestReport) 
 
 
 @flow(name="ingest")
-def ingest_flow(source: str, raw_url: str | None = None) -> dict:
-    """Ingest the delivery tree at ``source`` into the raw bucket; the report as plain types."""
+def ingest_flow(source: str, raw_url: str | None = None) -> IngestResult:
+    """Ingest the delivery tree at ``source`` into the raw bucket; what it copied, skipped and quarantined."""
     logger = get_run_logger()
     raw_url = raw_url or get_settings().raw_url
     scan = scan_task(source)
@@ -85,16 +86,17 @@ def ingest_flow(source: str, raw_url: str | None = None) -> dict:
     logger.info("ingest done: %s", report.counts())
     if report.quarantined:
         logger.warning("%d files quarantined under %s/_quarantine", len(report.quarantined), raw_url)
-    return report.to_dict()
+    return IngestResult.of(report)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> IngestResult:
     """CLI entry point: run the flow, print the counts and quarantined files as JSON."""
     parser = argparse.ArgumentParser(prog="python -m flows.ingest", description=__doc__.splitlines()[0])
     parser.add_argument("--source", required=True, help="delivery folder or gs:// URL")
     args = parser.parse_args(argv)
     result = ingest_flow(source=args.source)
-    print(json.dumps({k: result[k] for k in ("counts", "deliveries", "quarantined")}, indent=2))
+    printed = result.to_dict()
+    print(json.dumps({k: printed[k] for k in ("counts", "deliveries", "quarantined")}, indent=2))
     return result
 
 

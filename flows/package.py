@@ -3,20 +3,17 @@
     uv run python -m flows.package [--alias champion] [--containerize]
 
 Prints and returns the bento tag. Re-running with the same champion and code returns the same tag without
-rebuilding (see ``service.packaging``). Fails with a clear message when no model version carries the alias.
+rebuilding (see ``flows.packaging``). Fails with a clear message when no model version carries the alias.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict
 
 from prefect import flow, get_run_logger, task
 
-from service import packaging
-
-packaging.use_project_bentoml_home()
+from flows import packaging
 
 
 def _retry_unless_no_champion(task, task_run, state) -> bool:
@@ -30,15 +27,15 @@ def _retry_unless_no_champion(task, task_run, state) -> bool:
     retry_delay_seconds=[1, 4],
     retry_condition_fn=_retry_unless_no_champion,
 )
-def resolve_champion_task(alias: str) -> dict:
+def resolve_champion_task(alias: str) -> packaging.Champion:
     """The registered model version behind the alias (name, version, run id, data version)."""
-    return asdict(packaging.resolve_champion(alias))
+    return packaging.resolve_champion(alias)
 
 
 @task(name="import-model", retries=2, retry_delay_seconds=[2, 8])
-def import_model_task(champion: dict) -> str:
+def import_model_task(champion: packaging.Champion) -> str:
     """Copy the champion's Booster into the BentoML model store (once per MLflow version); its tag."""
-    return packaging.import_champion(packaging.Champion(**champion))
+    return packaging.import_champion(champion)
 
 
 @task(name="build-bento")
@@ -58,7 +55,7 @@ def package_flow(alias: str = "champion", containerize: bool = False) -> str:
     """Package the model version behind ``@alias`` as a bento; returns the bento tag."""
     logger = get_run_logger()
     champion = resolve_champion_task(alias)
-    logger.info("champion: %s version %s (run %s)", champion["name"], champion["version"], champion["run_id"])
+    logger.info("champion: %s version %s (run %s)", champion.name, champion.model_version, champion.run_id)
     model_tag = import_model_task(champion)
     bento_tag = build_bento_task(model_tag)
     logger.info("bento %s serves model %s", bento_tag, model_tag)

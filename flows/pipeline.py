@@ -17,18 +17,20 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from features.results import FeaturesResult, IngestResult
 from features.settings import get_settings
+from flows import packaging
 from flows.features import features_flow
 from flows.ingest import ingest_flow
 from flows.package import package_flow
 from flows.train import train
-from service import contract, packaging
-from training import gate, tracking
+from training.results import TrainResult
 
 
 class PipelineStepError(RuntimeError):
@@ -47,96 +49,78 @@ def run_step(step: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> An
         raise PipelineStepError(step, exc) from exc
 
 
-def bento_serving(champion: packaging.Champion) -> str | None:
-    """Tag of a built bento whose model was imported from the champion's MLflow version (None if none)."""
-    import bentoml
-    from bentoml.exceptions import NotFound
+@dataclass(frozen=True)
+class PipelineResult:
+    """What each step of one pipeline run did (``ingest`` is None when there was no source)."""
 
-    try:  # the stores raise NotFound rather than return [] when nothing of that name exists
-        model_tag = packaging.find_imported(champion)
-        bentos = bentoml.bentos.list(contract.SERVICE_NAME) if model_tag else []
-    except NotFound:
-        return None
-    for bento in bentos:
-        if any(str(model.tag) == model_tag for model in bento.info.all_models):
-            return str(bento.tag)
-    return None
+    source: str | None
+    ingest: IngestResult | None
+    data_version: str
+    model_version: str
+    train_status: str
+    promoted: bool
+    gate: str
+    champion_version: str | None
+    packaging: str
+    bento: str | None
 
-
-def packaging_decision(promoted: bool, alias: str = gate.CHAMPION) -> dict[str, Any]:
-    """Whether the package step must run: ``@alias`` moved, or no bento serves its version yet.
-
-    Returns ``{"package": bool, "champion": version or None, "bento": existing tag or None, "reason": str}``.
-    """
-    settings = get_settings()
-    if tracking.alias_version(tracking.client(settings), settings.model_name, alias) is None:
-        reason = f"nothing to package: no version of {settings.model_name!r} has alias @{alias}"
-        return {"package": False, "champion": None, "bento": None, "reason": reason}
-    champion = packaging.resolve_champion(alias, settings)
-    decision = {"package": True, "champion": champion.version, "bento": None}
-    if promoted:
-        return decision | {"reason": f"@{alias} moved to v{champion.version}"}
-    tag = bento_serving(champion)
-    if tag is None:
-        return decision | {"reason": f"no bento serves @{alias} v{champion.version} yet"}
-    return decision | {
-        "package": False,
-        "bento": tag,
-        "reason": f"bento {tag} already serves @{alias} v{champion.version}",
-    }
+    def summary(self) -> dict[str, Any]:
+        """The result without the ingest report's file lists (for logs and the CLI)."""
+        return {k: v for k, v in asdict(self).items() if k != "ingest"}
 
 
 @task(name="packaging-decision", retries=2, retry_delay_seconds=[1, 4], cache_policy=NO_CACHE)
-def packaging_decision_task(promoted: bool) -> dict[str, Any]:
+def packaging_decision_task(promoted: bool) -> packaging.PackagingDecision:
     """Read the registry and the bento store to decide whether to package."""
-    return packaging_decision(promoted)
+    return packaging.packaging_decision(promoted)
 
 
 @flow(name="tamales-pipeline", log_prints=True)
-def pipeline_flow(source: str | None = None, allow_incomplete: bool = False) -> dict[str, Any]:
-    """Ingest (if there is a source) → features → train → package (if needed); a summary of each step.
+def pipeline_flow(source: str | None = None, allow_incomplete: bool = False) -> PipelineResult:
+    """Ingest (if there is a source) → features → train → package (if needed); what each step did.
 
     An empty ``source`` (as an unset ``{{ $TAMALES_SOURCE_URL }}`` deploys) means "use the setting".
     ``allow_incomplete`` is passed to the features step: publish deliveries that lack data anyway.
     """
     logger = get_run_logger()
     source = source or get_settings().source_url
-    summary: dict[str, Any] = {"source": source}
+    ingested: IngestResult | None = None
     if source:
-        summary["ingest"] = run_step("ingest", ingest_flow, source=source)
+        ingested = run_step("ingest", ingest_flow, source=source)
     else:
         logger.info("no source given (TAMALES_SOURCE_URL unset): skipping ingest, using the raw bucket as is")
-        summary["ingest"] = None
 
-    features = run_step("features", features_flow, allow_incomplete=allow_incomplete)
-    summary["data_version"] = features["version"]
-
-    trained = run_step("train", train, data_version=features["version"])
-    summary |= {
-        "model_version": trained.model_version,
-        "train_status": trained.status,
-        "promoted": trained.promoted,
-        "gate": trained.reason,
-    }
-
-    decision = run_step("package", packaging_decision_task, summary["promoted"])
-    logger.info("package: %s", decision["reason"])
-    summary |= {
-        "champion_version": decision["champion"],
-        "packaging": decision["reason"],
-        "bento": decision["bento"],
-    }
-    if decision["package"]:
-        summary["bento"] = run_step("package", package_flow)
-    elif decision["champion"] is None:
+    features: FeaturesResult = run_step("features", features_flow, allow_incomplete=allow_incomplete)
+    trained: TrainResult = run_step("train", train, data_version=features.data_version)
+    decision: packaging.PackagingDecision = run_step("package", packaging_decision_task, trained.promoted)
+    logger.info("package: %s", decision.reason)
+    bento = decision.bento
+    if decision.package:
+        bento = run_step("package", package_flow)
+    elif decision.champion_version is None:
         logger.warning("no model version carries @champion yet: there is nothing to serve")
-    logger.info(
-        "pipeline done: %s", json.dumps({k: summary[k] for k in ("data_version", "model_version", "bento")})
+    result = PipelineResult(
+        source=source,
+        ingest=ingested,
+        data_version=features.data_version,
+        model_version=trained.model_version,
+        train_status=trained.status,
+        promoted=trained.promoted,
+        gate=trained.reason,
+        champion_version=decision.champion_version,
+        packaging=decision.reason,
+        bento=bento,
     )
-    return summary
+    logger.info(
+        "pipeline done: %s",
+        json.dumps(
+            {"data_version": result.data_version, "model_version": result.model_version, "bento": bento}
+        ),
+    )
+    return result
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> PipelineResult:
     """CLI entry point: run the pipeline, print its summary as JSON; exit 1 naming the failed step."""
     parser = argparse.ArgumentParser(
         prog="python -m flows.pipeline",
@@ -153,12 +137,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
     try:
-        summary = pipeline_flow(source=args.source, allow_incomplete=args.allow_incomplete)
+        result = pipeline_flow(source=args.source, allow_incomplete=args.allow_incomplete)
     except PipelineStepError as exc:
         print(f"pipeline: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    print(json.dumps({k: v for k, v in summary.items() if k != "ingest"}, indent=2, default=str))
-    return summary
+    print(json.dumps(result.summary(), indent=2, default=str))
+    return result
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from training.results import TrainResult
 
 
 @task(name="resolve-data-version", retries=3, retry_delay_seconds=[1, 2, 4], cache_policy=NO_CACHE)
-def resolve_version_task(data_version: str | None) -> str:
+def resolve_data_version_task(data_version: str | None) -> str:
     """The requested processed data version, or the newest published one."""
     return steps.resolve_data_version(data_version)
 
@@ -66,9 +66,9 @@ def fit_task(run_id: str, data_version: str, recipe: Recipe, factors: dict, wape
 
 
 @task(name="promotion-gate", retries=2, retry_delay_seconds=[1, 4], cache_policy=NO_CACHE)
-def alias_task(version: str, alias: str, reason: str, fingerprint: str) -> None:
-    """Record the decision on the version and move exactly one alias."""
-    steps.apply_alias(version, alias, reason, fingerprint)
+def alias_task(model_version: str, alias: str, reason: str, fingerprint: str) -> None:
+    """Record the decision on the model version and move exactly one alias."""
+    steps.apply_alias(model_version, alias, reason, fingerprint)
 
 
 def _fingerprint(data_version: str, recipe: Recipe) -> str:
@@ -84,10 +84,10 @@ def _unchanged(data_version: str, recipe: Recipe, found: tracking.FoundVersion) 
         status="unchanged",
         data_version=data_version,
         model_name=settings.model_name,
-        model_version=found.version,
-        alias=(sorted(found.aliases) or [None])[0],
+        model_version=found.model_version,
+        alias=next(iter(sorted(found.aliases)), None),
         promoted=False,
-        reason=f"v{found.version} was trained on the same data, recipe and code; nothing registered",
+        reason=f"v{found.model_version} was trained on the same data, recipe and code; nothing registered",
         recipe_fingerprint=recipe.fingerprint(),
         run_id=found.run_id,
         champion_version=str(champion.version) if champion is not None else None,
@@ -100,7 +100,7 @@ def train(data_version: str | None = None, params: dict[str, Any] | None = None)
     """Backtest, refit, track and gate the candidate recipe on a processed data version (default: newest)."""
     logger = get_run_logger()
     settings = get_settings()
-    data_version = resolve_version_task(data_version)
+    data_version = resolve_data_version_task(data_version)
     candidate = steps.candidate_recipe(params)
     fingerprint = _fingerprint(data_version, candidate)
     found = find_unchanged_task(fingerprint)
@@ -120,19 +120,23 @@ def train(data_version: str | None = None, params: dict[str, Any] | None = None)
         rival = None
         if incumbent is not None:  # the same recipe as the candidate's was backtested once, as the candidate
             wape = scores["incumbent"]["model"]["wape"] if "incumbent" in scores else candidate_wape
-            rival = gate.RecipeScore("incumbent", incumbent.recipe.fingerprint(), wape, incumbent.version)
+            rival = gate.RecipeScore(
+                "incumbent", incumbent.recipe.fingerprint(), wape, incumbent.model_version
+            )
         own = gate.RecipeScore("candidate", candidate.fingerprint(), candidate_wape)
         decision = gate.decide(own, rival, evaluation.baseline_wapes())
-        expected_champion = incumbent.version if incumbent is not None else steps.current_champion()
-        version = fit_task(run_id, data_version, candidate, evaluation.factors["candidate"], candidate_wape)
-        registered.append(version)
+        expected_champion = incumbent.model_version if incumbent is not None else steps.current_champion()
+        model_version = fit_task(
+            run_id, data_version, candidate, evaluation.factors["candidate"], candidate_wape
+        )
+        registered.append(model_version)
         champion_version = None
         if decision.promote and decision.winner == "incumbent":
             assert incumbent is not None and rival is not None
             incumbent_fp = _fingerprint(data_version, incumbent.recipe)
             again = find_unchanged_task(incumbent_fp)
             if again is not None:
-                champion_version = again.version
+                champion_version = again.model_version
             else:
                 champion_version = fit_task(
                     run_id, data_version, incumbent.recipe, evaluation.factors["incumbent"], rival.wape
@@ -145,10 +149,11 @@ def train(data_version: str | None = None, params: dict[str, Any] | None = None)
             )  # fmt: skip
             champion_version = None
         if champion_version is not None and champion_version not in (expected_champion,):
+            assert incumbent is not None  # only the incumbent's recipe yields a champion_version here
             alias_task(
                 champion_version, gate.CHAMPION, decision.reason, _fingerprint(data_version, incumbent.recipe)
             )
-        alias_task(version, decision.candidate_alias, decision.reason, fingerprint)
+        alias_task(model_version, decision.candidate_alias, decision.reason, fingerprint)
     except BaseException as exc:
         try:
             steps.finish_run(run_id, failed=True, versions=registered, error=f"{type(exc).__name__}: {exc}")
@@ -162,7 +167,7 @@ def train(data_version: str | None = None, params: dict[str, Any] | None = None)
         status="registered",
         data_version=data_version,
         model_name=settings.model_name,
-        model_version=version,
+        model_version=model_version,
         alias=decision.candidate_alias,
         promoted=decision.promote,
         reason=decision.reason,
@@ -177,7 +182,7 @@ def train(data_version: str | None = None, params: dict[str, Any] | None = None)
         incumbent_scores=scores.get("incumbent", {}),
     )
     log = logger.info if decision.promote else logger.warning
-    log("model v%s → @%s: %s", version, result.alias, decision.reason)
+    log("model v%s → @%s: %s", model_version, result.alias, decision.reason)
     create_markdown_artifact(report.markdown(result, settings.backtest_origins), key="train-report")
     create_table_artifact(
         [

@@ -20,9 +20,9 @@ ROUTE=/apis/products/predict/1.0.0
 command -v podman >/dev/null || { echo "test_container.sh: podman is not installed" >&2; exit 1; }
 bash scripts/make_base_image.sh
 
-bento="${1:-${BENTO_TAG:-$("${PY[@]}" -m service.serve_latest --print-bento-tag)}}"
+bento="${1:-${BENTO_TAG:-$("${PY[@]}" -m flows.serve_latest --print-bento-tag)}}"
 image="localhost/$bento"
-product_id="${PRODUCT_ID:-$("${PY[@]}" -m service.serve_latest --print-product-id)}"
+product_id="${PRODUCT_ID:-$("${PY[@]}" -m flows.serve_latest --print-product-id)}"
 # The local feature store file and the settings that name it, as the container must see them.
 read -r store_file bq_dataset bq_table < <("${PY[@]}" -c '
 from features.settings import get_settings

@@ -1,1 +1,4 @@
-"""Serving plane: the BentoML forecast service, its feature cache and the packaging of the champion model."""
+"""Serving plane: exactly what the bento ships — the BentoML forecast service, its contract and feature cache.
+
+Nothing here imports MLflow or Prefect (``tests/test_seams.py``); packaging lives in ``flows.packaging``.
+"""

@@ -56,7 +56,11 @@ def _failure(what: str, exc: BaseException) -> FeatureStoreUnavailable:
 
 
 class FeatureCache:
-    """Latest feature row per product id; thread-safe for one writer (refresher) and many readers."""
+    """Latest feature row per product id, shared by the refresher thread, point queries and readers.
+
+    Refreshes are serialized by a lock and swap in a whole new dict; a point query adds one row to the
+    current dict; readers take no lock (single dict operations are atomic under the GIL).
+    """
 
     def __init__(
         self,

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 SERVICE_NAME = "tamales-forecast"
 PREDICT_ROUTE = "/apis/products/predict/1.0.0"
@@ -31,15 +31,29 @@ SERVER_CONFIG: dict[str, Any] = {
     "traffic": {"timeout": 30},
     "logging": {"access": {"enabled": False}},
 }
-PREDICTION_FIELDS = (
-    "productid",
-    "prediction",
-    "lower",
-    "upper",
-    "forecast_month",
-    "model_version",
-    "features_as_of",
-)
+
+
+class Prediction(BaseModel):
+    """A forecast for the month after the product's latest feature row: the OpenAPI schema and the body."""
+
+    productid: str
+    prediction: float
+    lower: float
+    upper: float
+    forecast_month: str
+    model_version: str
+    features_as_of: str
+
+
+class BatchResult(BaseModel):
+    """Batch answer: one item per requested id, in order; failed items carry ``status`` and ``error``."""
+
+    model_version: str
+    results: list[dict[str, Any]]
+
+
+# The keys of a 200 body, in order (from the one response model).
+PREDICTION_FIELDS = tuple(Prediction.model_fields)
 
 
 def _printable(value: str) -> str:
@@ -83,18 +97,18 @@ def next_month(value: Any) -> str | None:
 def prediction_body(
     product_id: str, row: Mapping[str, Any], quantiles: np.ndarray, model_version: str
 ) -> dict:
-    """The 200 body for one product: p50 as ``prediction``, p10/p90 as ``lower``/``upper``."""
+    """The 200 body for one product (a ``Prediction``): p50 as ``prediction``, p10/p90 as ``lower``/``upper``."""
     lower, median, upper = (round(float(q), 3) for q in quantiles)
     forecast = month(row.get("target_month")) or next_month(row.get("year_month"))
-    return {
-        "productid": product_id,
-        "prediction": median,
-        "lower": lower,
-        "upper": upper,
-        "forecast_month": forecast,
-        "model_version": model_version,
-        "features_as_of": month(row.get("year_month")),
-    }
+    return Prediction.model_construct(  # built from trusted values: no second validation per request
+        productid=product_id,
+        prediction=median,
+        lower=lower,
+        upper=upper,
+        forecast_month=forecast,  # type: ignore[arg-type]  # year_month is a key column: never None in a stored row
+        model_version=model_version,
+        features_as_of=month(row.get("year_month")),  # type: ignore[arg-type]
+    ).model_dump()
 
 
 def error_body(reason: str, **extra: Any) -> dict:

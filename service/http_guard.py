@@ -26,6 +26,8 @@ import json
 import logging
 from typing import Any
 
+from service import patching
+
 logger = logging.getLogger("bentoml.tamales.http")
 
 INVALID_REQUEST_BODY = json.dumps({"error": "invalid HTTP request"}).encode()
@@ -77,7 +79,7 @@ class HeadDeadline:
 
 
 def _httptools_guarded(base: type) -> type:
-    class GuardedHttpToolsProtocol(HeadDeadline, base):  # type: ignore[misc, valid-type]
+    class GuardedHttpToolsProtocol(HeadDeadline, base):
         def send_400_response(self, msg: str) -> None:
             head = [b"HTTP/1.1 400 Bad Request\r\n"]
             head += [name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers]
@@ -95,7 +97,7 @@ def _httptools_guarded(base: type) -> type:
 def _h11_guarded(base: type) -> type:
     import h11
 
-    class GuardedH11Protocol(HeadDeadline, base):  # type: ignore[misc, valid-type]
+    class GuardedH11Protocol(HeadDeadline, base):
         def send_400_response(self, msg: str) -> None:
             headers = [
                 (b"content-type", b"application/json"),
@@ -118,7 +120,7 @@ def guarded(base: type, header_timeout: float) -> type:
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     cls = _h11_guarded(base) if issubclass(base, H11Protocol) else _httptools_guarded(base)
-    cls.header_timeout = header_timeout
+    cls.header_timeout = header_timeout  # type: ignore[attr-defined]  # a class attribute of HeadDeadline
     setattr(cls, _GUARDED_ATTR, True)
     return cls
 
@@ -139,5 +141,15 @@ def install(header_timeout: float) -> type | None:
     if getattr(current, _GUARDED_ATTR, False):
         current.header_timeout = header_timeout
         return current
+    expected = patching.SEND_400_SHA256.get(current.__name__, "")
+    what = "the guarded HTTP protocol (request-head deadline, JSON 400)"
+    if not patching.guard(
+        what,
+        current.send_400_response,
+        expected,
+        expected_version=patching.UVICORN_VERSION,
+        distribution="uvicorn",
+    ):
+        return None
     auto.AutoHTTPProtocol = guarded(current, header_timeout)
     return auto.AutoHTTPProtocol

@@ -57,10 +57,9 @@ class SingleFlight(Generic[T]):
         Waiting callers give up after ``timeout`` seconds with ``TimeoutError`` (None: wait as long as it runs).
         """
         with self._lock:
-            future = self._calls.get(key)
-            leader = future is None
-            if leader:
-                future = self._calls[key] = Future()
+            existing = self._calls.get(key)
+            leader = existing is None
+            future = self._calls[key] = Future() if existing is None else existing
         if not leader:
             return future.result(timeout)
         try:

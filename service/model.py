@@ -1,6 +1,6 @@
 """How the forecaster is kept in the BentoML model store: one XGBoost Booster file plus MLflow labels.
 
-The packaging flow writes it (``service.packaging``), the service reads it. ``bentoml.xgboost.save_model``
+The packaging flow writes it (``flows.packaging``), the service reads it. ``bentoml.xgboost.save_model``
 is not used: it looks up the ``xgboost`` distribution's version, which fails with the ``xgboost-cpu`` wheel.
 """
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from starlette.routing import Match, Mount, Route
 
+from service import patching
 from service.errors import json_messages
 
 logger = logging.getLogger("bentoml.tamales.routing")
@@ -113,7 +114,7 @@ class _RealPath:
 
 
 def _route_labelled(base: type) -> type:
-    class RouteLabelledMetrics(base):  # type: ignore[misc, valid-type]
+    class RouteLabelledMetrics(base):
         """BentoML's traffic metrics, labelled by route template (see ``service.routing``)."""
 
         def __init__(self, app: Any, **options: Any) -> None:
@@ -145,6 +146,9 @@ def label_metrics_by_route() -> bool:
     if base is None:
         logger.warning("BentoML's RunnerTrafficMetricsMiddleware is gone; metrics keep raw path labels")
         return False
-    if not getattr(base, _PATCHED_ATTR, False):
-        instruments.RunnerTrafficMetricsMiddleware = _route_labelled(base)
+    if getattr(base, _PATCHED_ATTR, False):
+        return True
+    if not patching.guard("route-labelled metrics", base.__call__, patching.METRICS_CALL_SHA256):
+        return False
+    instruments.RunnerTrafficMetricsMiddleware = _route_labelled(base)  # type: ignore[misc, assignment]
     return True

@@ -15,7 +15,8 @@ Measured on this machine kind (bench/serve.sh, wrk -c32): the p99 of a stock Ben
   generation once the worker is initialised (``gc.freeze``).
 
 ``harden_server`` applies these and the other server-level fixes (``service.routing``, ``service.http_guard``)
-in one call, shared by the forecast service and the benchmark's no-op service.
+in one call, shared by the forecast service and the benchmark's no-op service. The BentoML patches apply
+only to the exact release and source they were written against (``service.patching``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import asyncio
 import gc
 import logging
 from typing import Any
+
+from service import patching
 
 logger = logging.getLogger("bentoml.tamales.runtime")
 
@@ -48,8 +51,13 @@ async def _timeout_call(self: Any, scope: dict, receive: Any, send: Any) -> None
         await send(message)
 
     fut = asyncio.ensure_future(self.app(scope, receive, _send), loop=loop)
+
     # An app that fails before it starts a response must not leave the request waiting for the timer.
-    fut.add_done_callback(lambda _: waiter.done() or waiter.set_result(None))
+    def _release(_: asyncio.Future) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    fut.add_done_callback(_release)
     try:
         await waiter
     except TimeoutError:
@@ -63,17 +71,21 @@ async def _timeout_call(self: Any, scope: dict, receive: Any, send: Any) -> None
 
 
 def patch_timeout_middleware() -> bool:
-    """Make BentoML's TimeoutMiddleware cancel its per-request timer (idempotent); False if not applicable."""
+    """Make BentoML's TimeoutMiddleware cancel its per-request timer (idempotent).
+
+    False (with a WARNING) unless BentoML is the release and ``__call__`` the source it was written for.
+    """
     try:
         from bentoml._internal.server.http.traffic import TimeoutMiddleware
     except ImportError:  # a BentoML without that module: nothing to fix
+        logger.warning("BentoML has no TimeoutMiddleware; its timer fix is not applied")
         return False
     if getattr(TimeoutMiddleware, _PATCHED_ATTR, False):
         return True
-    if not hasattr(TimeoutMiddleware, "_set_timer_out"):
-        logger.warning("BentoML's TimeoutMiddleware changed; not patching it")
+    what = "the TimeoutMiddleware timer fix"
+    if not patching.guard(what, TimeoutMiddleware.__call__, patching.TIMEOUT_CALL_SHA256):
         return False
-    TimeoutMiddleware.__call__ = _timeout_call
+    TimeoutMiddleware.__call__ = _timeout_call  # type: ignore[method-assign, assignment]
     setattr(TimeoutMiddleware, _PATCHED_ATTR, True)
     return True
 
@@ -108,11 +120,22 @@ class InvalidInputLogFilter(logging.Filter):
         return True
 
 
-def quiet_invalid_input_logs() -> None:
-    """Install ``InvalidInputLogFilter`` on the logger BentoML reports request exceptions with (idempotent)."""
-    target = logging.getLogger("bentoml._internal.server.http_app")
-    if not any(isinstance(f, InvalidInputLogFilter) for f in target.filters):
-        target.addFilter(InvalidInputLogFilter())
+def quiet_invalid_input_logs() -> bool:
+    """Install ``InvalidInputLogFilter`` on the logger BentoML reports request exceptions with (idempotent).
+
+    False (with a WARNING) unless BentoML's ``log_exception`` is the one the filter was written for.
+    """
+    from bentoml._internal.server import http_app
+
+    target = logging.getLogger(http_app.__name__)
+    if any(isinstance(f, InvalidInputLogFilter) for f in target.filters):
+        return True
+    if not patching.guard(
+        "the invalid-input log filter", http_app.log_exception, patching.LOG_EXCEPTION_SHA256
+    ):
+        return False
+    target.addFilter(InvalidInputLogFilter())
+    return True
 
 
 def harden_server(settings: Any) -> None:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from features.telemetry import NO_PHONE_HOME, TOOL_DEFAULTS
+
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="tamales-tests-"))
 _ENV = {
     "TAMALES_STATE_DIR": str(_SESSION_DIR / "state"),
@@ -20,13 +22,9 @@ _ENV = {
     "TAMALES_FEATURE_STORE": "local",
     "PREFECT_HOME": str(_SESSION_DIR / "prefect"),
     "BENTOML_HOME": str(_SESSION_DIR / "bentoml"),
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "BENTOML_DO_NOT_TRACK": "true",
-    "DO_NOT_TRACK": "1",
-    "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+    **NO_PHONE_HOME,
+    **TOOL_DEFAULTS,
     "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
 }
 os.environ.update(_ENV)
 for _var in (
@@ -36,6 +34,36 @@ for _var in (
     "PREFECT_API_URL",
 ):
     os.environ.pop(_var, None)
+
+
+# Fixtures that start a server, an emulator, a flow run (Prefect's temporary API server), a bento or a
+# container: every test that uses one, directly or through another fixture, is marked ``integration``. The
+# rest is the fast lane (`make test-fast`: ``pytest -m "not integration"``).
+INTEGRATION_FIXTURES = frozenset(
+    {
+        "prefect_harness",
+        "prefect_server",
+        "gcs_emulator",
+        "bigquery_emulator",
+        "fault_proxy",
+        "packaged_bento",
+        "bento_server",
+        "forecast_app",
+        "guarded_server",
+    }
+)
+# Fixtures whose first use costs minutes (a training run, a bento build): their tests are also ``slow``.
+SLOW_FIXTURES = frozenset({"trained_model", "packaged_bento", "prefect_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests by the fixtures they need (see ``INTEGRATION_FIXTURES``), so the lanes cannot drift."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & INTEGRATION_FIXTURES:
+            item.add_marker(pytest.mark.integration)
+        if used & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -63,4 +91,13 @@ def prefect_harness():
         yield
 
 
-pytest_plugins = ["tests.fixtures.data"]
+# Every fixture module registered once, here: a session fixture is then one instance for the whole session
+# (binding it into several test modules would make one per module — a second emulator, a second bento).
+pytest_plugins = [
+    "tests.fixtures.data",
+    "tests.fixtures.emulators",
+    "tests.fixtures.faults",
+    "tests.fixtures.mlflow",
+    "tests.fixtures.prefect_server",
+    "tests.fixtures.serving",
+]

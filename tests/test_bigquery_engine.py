@@ -21,11 +21,6 @@ from features.clean import CleaningCounts
 from features.raw_csv import parse_raw_csv
 from features.raw_layout import ERP_ROOT, TABLES, TEINVENTO_ROOT, classify
 from features.settings import Settings, get_settings
-from tests.fixtures import emulators
-
-gcs_emulator = emulators.gcs_emulator  # fixtures, used by name below
-gcs_settings = emulators.gcs_settings
-bigquery_emulator = emulators.bigquery_emulator
 
 REL_TOL = 1e-9
 SQL_FILES = sorted(p.stem for p in bq.SQL_DIR.glob("*.sql"))

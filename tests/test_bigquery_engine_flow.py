@@ -24,13 +24,7 @@ from features.feature_store import get_feature_store
 from features.raw_layout import ERP_ROOT
 from features.settings import get_settings
 from service.contract import PREDICT_ROUTE
-from tests.fixtures import emulators, faults, serving
-
-gcs_emulator = emulators.gcs_emulator  # fixtures, used by name below
-bigquery_emulator = emulators.bigquery_emulator
-trained_model = serving.trained_model
-packaged_bento = serving.packaged_bento
-forecast_app = serving.forecast_app
+from tests.fixtures import emulators, faults
 
 
 def use_bigquery_engine(
@@ -70,7 +64,7 @@ def test_bigquery_engine_publishes_and_serves_what_the_polars_engine_does(
     ingest_flow(source=str(sample_delivery))
     result = features_flow()
 
-    assert result["engine"] == "bigquery" and result["version"] == processed_version
+    assert result.engine == "bigquery" and result.data_version == processed_version
     assert processed.read_quality_report(processed_version) == polars_report
     stored = get_feature_store().read_all()
     assert get_settings().feature_store == "bigquery"
@@ -112,8 +106,8 @@ def test_a_bad_file_or_a_failing_bigquery_publishes_nothing(
 
         report = ingest_flow(source=landing)
         relpath = str(bad.relative_to(delivery))
-        assert [q["relpath"] for q in report["quarantined"]] == [relpath]
-        assert report["quarantined"][0]["reason"].startswith("rejected by a BigQuery CSV load")
+        assert [q.relpath for q in report.quarantined] == [relpath]
+        assert report.quarantined[0].reason.startswith("rejected by a BigQuery CSV load")
         with pytest.raises(IncompleteDeliveryError, match="ERP region Norte missing"):
             features_flow()
         assert published() == []
@@ -131,7 +125,7 @@ def test_a_bad_file_or_a_failing_bigquery_publishes_nothing(
 
         proxy.reset()
         result = features_flow(allow_incomplete=True)
-        quality = processed.read_quality_report(result["version"])
+        quality = processed.read_quality_report(result.data_version)
         assert [q["relpath"] for q in quality["files_quarantined"]] == [relpath]
         assert quality["files_read"]["erp"] == 3
         assert get_feature_store().read_all().filter(pl.col("source") == "erp").height > 0

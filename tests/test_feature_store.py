@@ -18,10 +18,6 @@ from features.feature_store import (
     get_feature_store,
 )
 from features.schema import FEATURE_STORE_SCHEMA, KEY_COLUMNS, conform
-from tests.fixtures import emulators
-
-bigquery_emulator = emulators.bigquery_emulator  # fixtures, used by name below
-bigquery_settings = emulators.bigquery_settings
 
 INJECTION = "206050084' OR '1'='1"
 

@@ -15,6 +15,7 @@ from features.completeness import IncompleteDeliveryError
 from features.dataset import read_features
 from features.feature_store import get_feature_store
 from features.raw_layout import ERP_ROOT, MONTHS, TEINVENTO_ROOT, classify
+from features.results import FeaturesResult
 from features.schema import FEATURE_STORE_SCHEMA
 from features.settings import get_settings
 
@@ -53,9 +54,11 @@ def test_feature_store_holds_every_row_and_each_products_latest(processed_versio
     assert "206050084" in latest and latest["206050084"]["target"] is None
 
 
-def test_monthly_total_equals_the_plain_sum_of_fragments(processed_version: str, features_run: dict):
+def test_monthly_total_equals_the_plain_sum_of_fragments(
+    processed_version: str, features_run: FeaturesResult
+):
     raw = Path(get_settings().raw_url)
-    delivery = features_run["deliveries"]["erp"]
+    delivery = features_run.deliveries["erp"]
     sums: dict[date, float] = {}
     for path in (raw / ERP_ROOT / delivery / "csv").rglob("ventas_mensuales_*.csv"):
         with open(path, newline="", encoding="utf-8") as handle:
@@ -69,10 +72,10 @@ def test_monthly_total_equals_the_plain_sum_of_fragments(processed_version: str,
         assert row["total_sales"] == pytest.approx(sums[row["year_month"]], rel=1e-9, abs=1e-6)
 
 
-def test_teinvento_total_equals_the_plain_sum_of_its_facts(processed_version: str, features_run: dict):
-    raw = (
-        Path(get_settings().raw_url) / TEINVENTO_ROOT / features_run["deliveries"]["teinvento"] / "fact_table"
-    )
+def test_teinvento_total_equals_the_plain_sum_of_its_facts(
+    processed_version: str, features_run: FeaturesResult
+):
+    raw = Path(get_settings().raw_url) / TEINVENTO_ROOT / features_run.deliveries["teinvento"] / "fact_table"
     sums: dict[tuple[str, date], float] = {}
     for path in raw.glob("part-*.csv"):
         with open(path, newline="", encoding="utf-8") as handle:
@@ -114,7 +117,7 @@ def test_rerunning_both_flows_changes_nothing(sample_delivery: Path, processed_v
     ingest_flow(source=str(sample_delivery))
     again = features_flow(force=True)  # rebuild from scratch: the bytes must still be identical
 
-    assert again["version"] == processed_version
+    assert again.data_version == processed_version
     assert {p: p.read_bytes() for p in version_dir.rglob("*.parquet")} == before
     raw_after = sorted(
         str(p.relative_to(settings.raw_url)) for p in Path(settings.raw_url).rglob("*") if p.is_file()
@@ -146,12 +149,12 @@ def test_a_malformed_file_is_quarantined_and_the_rest_processed(
     assert not (tmp_path / "processed").exists()
     result = features_flow(allow_incomplete=True)
 
-    report = processed.read_quality_report(result["version"])
+    report = processed.read_quality_report(result.data_version)
     quarantined = [q["relpath"] for q in report["files_quarantined"]]
     assert quarantined == [str(bad.relative_to(delivery))]
     assert report["incomplete"]["erp"][0] == "ERP region Norte missing: no valid file (1 quarantined)"
     assert report["incomplete"]["teinvento"] == []
     assert (tmp_path / "raw" / "_quarantine" / quarantined[0]).exists()
     assert report["files_read"]["erp"] == 3
-    norte = read_features(result["version"]).filter(pl.col("source") == "erp")
+    norte = read_features(result.data_version).filter(pl.col("source") == "erp")
     assert norte.height > 0

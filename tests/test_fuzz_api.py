@@ -24,11 +24,6 @@ from schemathesis import GenerationMode
 from service.contract import BATCH_ROUTE, PREDICT_ROUTE
 from tests.fixtures import serving
 
-trained_model = serving.trained_model
-packaged_bento = serving.packaged_bento
-bento_server = serving.bento_server
-feature_rows = serving.feature_rows
-
 MIN_CASES = 2_000
 # Per operation and generation mode: 2 API routes x 2 modes x 500. Routes without inputs (the probes) have
 # a single possible request, so Hypothesis stops after it.

@@ -8,12 +8,9 @@ from pathlib import Path
 import pytest
 
 from features import ingest, storage
-from tests.fixtures import emulators
 from tests.test_ingest import BAD, BAD_RELPATH, ERP_DATE, GOOD, NOT_DATA, TEI_DATE, UNKNOWN, write_delivery
 
 RAW = "gs://opi_raw_data"
-gcs_emulator = emulators.gcs_emulator  # fixtures, used by name below
-gcs_settings = emulators.gcs_settings
 
 
 def bucket_files(settings, url: str = RAW) -> dict[str, bytes]:

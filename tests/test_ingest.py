@@ -259,20 +259,20 @@ def test_ingest_flow_reports_and_publishes_an_artifact(tmp_path: Path, monkeypat
     source = write_delivery(tmp_path / "delivery")
 
     result = ingest_flow_module.main(["--source", str(source)])
-    assert result["counts"] == {
+    assert result.counts == {
         "copied": len(GOOD),
         "unchanged": 0,
         "skipped_not_data": len(NOT_DATA),
         "skipped_unknown": len(UNKNOWN),
         "quarantined": 1,
     }
-    assert result["quarantined"][0]["relpath"] == BAD_RELPATH
-    assert json.loads(capsys.readouterr().out)["counts"] == result["counts"]
-    assert json.loads(json.dumps(result)) == result  # plain types only
+    assert result.quarantined[0].relpath == BAD_RELPATH
+    assert json.loads(capsys.readouterr().out)["counts"] == result.counts
+    assert json.loads(json.dumps(result.to_dict())) == result.to_dict()  # plain types only
     assert set(all_files(raw)) >= set(GOOD)
 
     again = ingest_flow_module.ingest_flow(source=str(source))
-    assert again["counts"]["copied"] == 0 and again["counts"]["unchanged"] == len(GOOD)
+    assert again.counts["copied"] == 0 and again.counts["unchanged"] == len(GOOD)
 
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(

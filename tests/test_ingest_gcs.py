@@ -27,10 +27,6 @@ from tests.test_ingest import (
     write_delivery,
 )
 
-gcs_emulator = emulators.gcs_emulator  # fixtures, used by name below
-bigquery_emulator = emulators.bigquery_emulator
-fault_proxy = faults.fault_proxy
-
 RAW = "gs://opi_raw_data"
 LANDING = "gs://opi_processed_data/landing"
 # Bad files each check must catch, on both engines (BAD: a row with 8 fields).

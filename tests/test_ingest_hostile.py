@@ -19,6 +19,7 @@ import pytest
 from features import ingest
 from features.raw_csv import QUOTE_LIMIT
 from features.raw_layout import ERP_ROOT, TEINVENTO_ROOT, classify, source_root
+from features.results import IngestResult
 
 CANARY = "CANARY-7f3a9c: secret outside the delivery"
 
@@ -146,7 +147,11 @@ def test_links_are_never_followed_and_never_stop_the_others(
     assert sorted(p.name for p in quarantine.rglob("*") if p.is_file()) == sorted(
         f"{Path(r).name}.reason.json" for r in rejected
     )  # reason notes only: no copy of any link's target
-    written = _everything_written(tmp_path) + json.dumps(report.to_dict()).encode() + caplog.text.encode()
+    written = (
+        _everything_written(tmp_path)
+        + json.dumps(IngestResult.of(report).to_dict()).encode()
+        + caplog.text.encode()
+    )
     for leaked in (CANARY, "root:x:0:0", "LINKED-999", str(outside)):
         assert leaked.encode() not in written, leaked
 

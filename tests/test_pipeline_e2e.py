@@ -23,8 +23,6 @@ import httpx
 import pytest
 
 from features.settings import get_settings
-from tests.fixtures import prefect_server as server_fixtures
-from tests.fixtures import serving
 from tests.fixtures.prefect_server import (
     PREFECT,
     REPO_ROOT,
@@ -34,9 +32,6 @@ from tests.fixtures.prefect_server import (
     stop_group,
     tail,
 )
-
-prefect_server = server_fixtures.prefect_server  # the session fixtures, used by name below
-trained_model, packaged_bento = serving.trained_model, serving.packaged_bento
 
 SUBFLOWS = {"ingest", "features", "train", "package"}
 
@@ -278,17 +273,18 @@ def test_a_rerun_on_unchanged_deliveries_reuses_everything(
 
     summary = pipeline_flow(source=str(sample_delivery))
 
-    assert summary["ingest"]["counts"]["copied"] == 0 and summary["ingest"]["counts"]["unchanged"] > 0
-    assert summary["data_version"] == processed_version
-    assert summary["train_status"] == "unchanged" and summary["model_version"] == trained_model.model_version
-    assert summary["promoted"] is False
+    assert summary.ingest is not None
+    assert summary.ingest.counts["copied"] == 0 and summary.ingest.counts["unchanged"] > 0
+    assert summary.data_version == processed_version
+    assert summary.train_status == "unchanged" and summary.model_version == trained_model.model_version
+    assert summary.promoted is False
     assert {
         v.version for v in registry.search_model_versions(f"name = '{settings.model_name}'")
     } == versions_before
     assert {str(b.tag) for b in bentoml.bentos.list()} == bentos_before
     assert trained_model.alias == "champion", "the sample's model should beat the baselines"
-    assert summary["bento"] == packaged_bento and summary["champion_version"] == trained_model.model_version
-    assert summary["packaging"].startswith(f"bento {packaged_bento} already serves @champion")
+    assert summary.bento == packaged_bento and summary.champion_version == trained_model.model_version
+    assert summary.packaging.startswith(f"bento {packaged_bento} already serves @champion")
 
 
 def test_packaging_decision_follows_the_registry_and_the_bento_store(monkeypatch, tmp_path: Path):
@@ -296,7 +292,7 @@ def test_packaging_decision_follows_the_registry_and_the_bento_store(monkeypatch
     without a bento → package; a champion just moved → package (the bento store is checked by the rerun test)."""
     import uuid
 
-    from flows.pipeline import packaging_decision
+    from flows.packaging import PackagingDecision, packaging_decision
     from training import tracking
 
     name = f"test-pipeline-{uuid.uuid4().hex[:8]}"
@@ -308,18 +304,11 @@ def test_packaging_decision_follows_the_registry_and_the_bento_store(monkeypatch
         name, source=(tmp_path / "no-model").as_uri(), run_id=None
     ).version
 
-    assert packaging_decision(promoted=False) == {
-        "package": False,
-        "champion": None,
-        "bento": None,
-        "reason": f"nothing to package: no version of {name!r} has alias @champion",
-    }
+    assert packaging_decision(promoted=False) == PackagingDecision(
+        package=False, reason=f"nothing to package: no version of {name!r} has alias @champion"
+    )
     registry.set_registered_model_alias(name, "champion", version)
-    assert packaging_decision(promoted=False) | {"reason": ""} == {
-        "package": True,
-        "champion": str(version),
-        "bento": None,
-        "reason": "",
-    }
-    assert packaging_decision(promoted=False)["reason"] == f"no bento serves @champion v{version} yet"
-    assert packaging_decision(promoted=True)["reason"] == f"@champion moved to v{version}"
+    assert packaging_decision(promoted=False) == PackagingDecision(
+        package=True, reason=f"no bento serves @champion v{version} yet", champion_version=str(version)
+    )
+    assert packaging_decision(promoted=True).reason == f"@champion moved to v{version}"

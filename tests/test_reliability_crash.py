@@ -44,7 +44,7 @@ def big_outputs(tmp_path_factory: pytest.TempPathFactory, prefect_harness) -> di
         generate(root / "delivery", **BIG)
         ingest_flow(source=str(root / "delivery"))
         result = features_flow()
-        yield {"root": root, "env": env, "version": result["version"]}
+        yield {"root": root, "env": env, "version": result.data_version}
     finally:
         for key, value in saved.items():
             if value is None:
@@ -116,5 +116,5 @@ def test_features_flow_killed_mid_publish_keeps_previous_outputs(
 
     # A re-run (in-process, same inputs) publishes exactly what the uninterrupted run published.
     rerun = features_flow(force=True)
-    assert rerun["version"] == version
+    assert rerun.data_version == version
     assert _snapshot(root) == (before_tree, before_store)

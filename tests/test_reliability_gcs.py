@@ -17,9 +17,6 @@ from features.settings import get_settings
 from tests.fixtures import emulators, faults
 from tests.fixtures.data import task_runs
 
-gcs_emulator = emulators.gcs_emulator  # fixtures, used by name below
-fault_proxy = faults.fault_proxy
-
 RATE_LIMITED = {
     "error": {
         "code": 403,
@@ -80,7 +77,7 @@ def test_transient_gcs_errors_are_retried_and_outputs_are_complete(
     assert max(run.run_count for run in ingest_runs) == 2, "the failed ingest task was not retried"
     assert all(run.state.is_completed() for run in ingest_runs)
     report = ingest_state.result()
-    assert report["counts"]["quarantined"] == 0
+    assert report.counts["quarantined"] == 0
 
     # Features: 503s on raw reads (gcsfs retries) and a rate-limit error on the first processed-bucket upload
     # (the build-and-publish task fails once and is retried by Prefect).
@@ -95,20 +92,20 @@ def test_transient_gcs_errors_are_retried_and_outputs_are_complete(
     assert statuses.count(503) == 4 and statuses.count(403) == 2
 
     result = features_state.result()
-    assert result["version"] == processed_version  # same input, same data version as the local run
+    assert result.data_version == processed_version  # same input, same data version as the local run
     settings = get_settings()
     # The raw bucket holds exactly the delivery's data files plus the manifests (one copy each, no leftovers).
     raw = _objects(settings.raw_url)
     delivery_files = {
         p.relative_to(sample_delivery).as_posix(): p.read_bytes()
         for p in sample_delivery.rglob("*")
-        if p.is_file() and p.relative_to(sample_delivery).as_posix() in report["copied"]
+        if p.is_file() and p.relative_to(sample_delivery).as_posix() in report.copied
     }
     assert {k: v for k, v in raw.items() if not k.startswith("_manifests/")} == delivery_files
     assert sorted(k for k in raw if k.startswith("_manifests/")) == sorted(
-        f"_manifests/{d}.json" for d in report["deliveries"]
+        f"_manifests/{d}.json" for d in report.deliveries
     )
     # The processed bucket holds the version byte-identical to the fault-free local run, marker included.
-    published = _objects(storage.join(settings.processed_url, result["version"]))
+    published = _objects(storage.join(settings.processed_url, result.data_version))
     assert published == faults.tree_bytes(local_processed / processed_version)
     assert _objects(settings.processed_url)["LATEST"] == f"{processed_version}\n".encode()

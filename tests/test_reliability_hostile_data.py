@@ -19,6 +19,7 @@ from features import ingest, processed, storage
 from features.dataset import read_features
 from features.feature_store import get_feature_store
 from features.raw_layout import ERP_ROOT, TEINVENTO_ROOT
+from features.results import Quarantined
 from tests.fixtures.data import task_runs
 
 
@@ -75,7 +76,7 @@ def test_non_finite_sales_in_a_delivery_are_quarantined_and_named_by_the_run(
     sur.write_bytes(_with_sales(sur.read_bytes(), {7: "NaN", 9: "1e400"}))
     report = ingest_flow(source=str(delivery))
     reason = "line 7: sales='NaN' is not a finite number within ±1e12 (2 such rows)"
-    assert report["quarantined"] == [{"relpath": sur.relative_to(delivery).as_posix(), "reason": reason}]
+    assert report.quarantined == [Quarantined(sur.relative_to(delivery).as_posix(), reason)]
 
     state = features_flow(return_state=True)  # the region is missing now: refused once, with the reason
     assert state.is_failed() and f"csv/Sur/ventas_mensuales_Sur.csv quarantined: {reason}" in state.message
@@ -84,7 +85,7 @@ def test_non_finite_sales_in_a_delivery_are_quarantined_and_named_by_the_run(
         "check-completeness": [1],
     }
     result = features_flow(allow_incomplete=True)
-    features = read_features(result["version"])
+    features = read_features(result.data_version)
     assert features.height and features.filter(~pl.col("total_sales").is_finite()).height == 0
 
 
@@ -101,7 +102,7 @@ def test_non_finite_sales_accepted_by_an_older_release_are_counted_and_the_run_c
 
     state = features_flow(return_state=True)  # failed 3 times with a polars cast error before
     assert state.is_completed(), state.message
-    version = state.result()["version"]
+    version = state.result().data_version
     assert processed.read_quality_report(version)["rules"]["erp.sales_out_of_range"] == len(values)
     totals = read_features(version)["total_sales"]
     assert totals.is_finite().all() and totals.abs().max() < 1e12  # no -8.45e12, no inf
@@ -117,8 +118,8 @@ def test_a_fact_file_cut_inside_its_product_id_never_makes_a_servable_product(
     cut, stub = _cut_inside_last_field(part.read_bytes())
     part.write_bytes(cut)
     report = ingest_flow(source=str(delivery))
-    assert [q["relpath"] for q in report["quarantined"]] == [part.relative_to(delivery).as_posix()]
-    assert "the file looks truncated" in report["quarantined"][0]["reason"]
+    assert [q.relpath for q in report.quarantined] == [part.relative_to(delivery).as_posix()]
+    assert "the file looks truncated" in report.quarantined[0].reason
 
     features_flow(allow_incomplete=True)  # published without the cut part, knowingly
     assert stub not in get_feature_store().latest_rows()  # the bogus id was servable before

@@ -49,8 +49,8 @@ def published(sample_delivery: Path, own_buckets: Path, prefect_harness) -> dict
     delivery = Path(shutil.copytree(sample_delivery, own_buckets / "delivery"))
     ingest_flow(source=str(delivery))
     result = features_flow()
-    assert result["incomplete"] == {"erp": [], "teinvento": []}
-    return result | {"delivery": delivery, "outputs": _outputs(own_buckets)}
+    assert result.incomplete == {"erp": [], "teinvento": []}
+    return {"version": result.data_version, "delivery": delivery, "outputs": _outputs(own_buckets)}
 
 
 def test_a_newer_delivery_with_regions_quarantined_keeps_the_previous_version(
@@ -62,7 +62,7 @@ def test_a_newer_delivery_with_regions_quarantined_keeps_the_previous_version(
     landing = _next_erp_delivery(published["delivery"])
     for region in ("Norte", "Sur", "E._Privados"):  # three of the four regional files broken
         (landing / ERP_ROOT / NEXT / "csv" / region / f"ventas_mensuales_{region}.csv").write_text("x,y\n")
-    assert len(ingest_flow(source=str(landing))["quarantined"]) == 3
+    assert len(ingest_flow(source=str(landing)).quarantined) == 3
 
     state = features_flow(return_state=True)
     assert state.is_failed()
@@ -76,9 +76,9 @@ def test_a_newer_delivery_with_regions_quarantined_keeps_the_previous_version(
     assert _outputs(own_buckets) == published["outputs"]  # version, LATEST and feature store untouched
 
     result = main(["--allow-incomplete"])  # the explicit override publishes it
-    assert result["deliveries"]["erp"] == NEXT and result["version"] != published["version"]
-    assert processed.latest_version() == result["version"]
-    report = processed.read_quality_report(result["version"])
+    assert result.deliveries["erp"] == NEXT and result.data_version != published["version"]
+    assert processed.latest_version() == result.data_version
+    report = processed.read_quality_report(result.data_version)
     assert report["sources"]["erp"]["products"] < 12  # what the override knowingly publishes
     assert len(report["incomplete"]["erp"]) == 6 and report["incomplete"]["teinvento"] == []
 
@@ -93,7 +93,7 @@ def test_a_newer_delivery_with_far_fewer_rows_is_incomplete_by_the_configured_sh
     norte = landing / ERP_ROOT / NEXT / "csv" / "Norte" / "ventas_mensuales_Norte.csv"
     lines = norte.read_bytes().splitlines(keepends=True)
     norte.write_bytes(b"".join(lines[: len(lines) // 2]))  # cut at a line end: each file looks fine
-    assert ingest_flow(source=str(landing))["quarantined"] == []
+    assert ingest_flow(source=str(landing)).quarantined == []
 
     with pytest.raises(IncompleteDeliveryError, match=r"ERP region Norte: [\d,]+ rows, 50% of the [\d,]+ in"):
         features_flow()
@@ -101,7 +101,7 @@ def test_a_newer_delivery_with_far_fewer_rows_is_incomplete_by_the_configured_sh
 
     monkeypatch.setenv("TAMALES_MIN_ROW_SHARE", "0.4")  # the threshold is a setting
     get_settings.cache_clear()
-    assert features_flow()["deliveries"]["erp"] == NEXT
+    assert features_flow().deliveries["erp"] == NEXT
 
 
 @pytest.mark.parametrize("lacking", ["region", "table"])
@@ -125,7 +125,7 @@ def test_a_first_delivery_lacking_a_region_or_a_table_is_not_published(
         features_flow()
     assert not (own_buckets / "processed").exists()
     result = features_flow(allow_incomplete=True)
-    assert processed.read_quality_report(result["version"])["incomplete"] != {"erp": [], "teinvento": []}
+    assert processed.read_quality_report(result.data_version)["incomplete"] != {"erp": [], "teinvento": []}
 
 
 def test_a_newer_delivery_without_any_valid_file_is_reported(published: dict, own_buckets: Path):
@@ -142,7 +142,7 @@ def test_a_newer_delivery_without_any_valid_file_is_reported(published: dict, ow
     ):
         features_flow()
     result = features_flow(allow_incomplete=True)  # the override keeps the newest usable delivery
-    assert result["version"] == published["version"]
+    assert result.data_version == published["version"]
     assert _outputs(own_buckets)[0]["LATEST"] == published["outputs"][0]["LATEST"]
 
 

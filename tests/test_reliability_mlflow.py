@@ -19,11 +19,9 @@ import httpx
 import pytest
 
 from features.settings import get_settings
-from tests.fixtures import serving
 from tests.fixtures.faults import kill_when
 from tests.fixtures.prefect_server import REPO_ROOT, free_port, start_group, stop_group, tail
 
-trained_model = serving.trained_model
 FAST_FAIL = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",

@@ -68,7 +68,7 @@ def test_damaged_files_are_quarantined_and_the_rest_of_the_delivery_is_processed
     report = ingest_flow(source=str(delivery))
 
     # Reported: every damaged file, with a reason naming the problem; nothing else quarantined.
-    reasons = {q["relpath"]: q["reason"] for q in report["quarantined"]}
+    reasons = {q.relpath: q.reason for q in report.quarantined}
     assert set(reasons) == set(damaged)
     for rel, word in damaged.items():
         assert word in reasons[rel], (rel, reasons[rel])
@@ -80,11 +80,11 @@ def test_damaged_files_are_quarantined_and_the_rest_of_the_delivery_is_processed
         note = json.loads((raw / ingest.QUARANTINE / f"{rel}.reason.json").read_text())
         assert note["reason"] == reasons[rel] and note["relpath"] == rel
     # The rest: every other data file copied byte for byte; manifests say which is which.
-    good = set(report["copied"])
+    good = set(report.copied)
     assert good and not good & set(damaged)
     for rel in good:
         assert (raw / rel).read_bytes() == (delivery / rel).read_bytes()
-    for source, delivery_date in (d.split("/") for d in report["deliveries"]):
+    for source, delivery_date in (d.split("/") for d in report.deliveries):
         manifest = ingest.load_manifest(str(raw), source, delivery_date)
         assert set(manifest.quarantined) == {r for r in damaged if r.startswith(_root(source))}
         assert set(manifest.files) == {r for r in good if r.startswith(_root(source))}
@@ -99,7 +99,7 @@ def test_damaged_files_are_quarantined_and_the_rest_of_the_delivery_is_processed
         assert missing in str(refused.value)
     assert not (own_buckets / "processed").exists()
     result = features_flow(allow_incomplete=True)
-    version = result["version"]
+    version = result.data_version
     quality = processed.read_quality_report(version)
     assert len(quality["incomplete"]["erp"]) == 4 and len(quality["incomplete"]["teinvento"]) == 2
     assert {q["relpath"]: q["reason"] for q in quality["files_quarantined"]} == reasons

@@ -18,10 +18,6 @@ import pytest
 from tests.fixtures import serving
 from tests.fixtures.prefect_server import REPO_ROOT
 
-trained_model = serving.trained_model
-packaged_bento = serving.packaged_bento
-bento_server = serving.bento_server
-
 SOAK_SECONDS = 30
 
 

@@ -18,13 +18,8 @@ import pytest
 
 from features.settings import Settings, get_settings
 from service.contract import BATCH_ROUTE, PREDICT_ROUTE, PREDICTION_FIELDS
-from tests.fixtures import emulators, serving
+from tests.fixtures import emulators
 from tests.fixtures.faults import descendants, start_bento_unready, stop_bento
-
-trained_model = serving.trained_model
-packaged_bento = serving.packaged_bento
-feature_rows = serving.feature_rows
-bigquery_emulator = emulators.bigquery_emulator
 
 RECOVERY_SECONDS = 60  # the service retries a never-loaded snapshot every 5 s
 

@@ -35,17 +35,11 @@ import pytest
 
 from features.settings import Settings, get_settings
 from service.contract import BATCH_ROUTE, MAX_BODY_BYTES, PREDICT_ROUTE
-from tests.fixtures import emulators, serving
+from tests.fixtures import serving
 from tests.fixtures.attacks import flood, posts, unknown_ids
 from tests.fixtures.faults import FaultProxy, Seen, start_fault_proxy, stop_bento, tree_bytes
 from tests.fixtures.prefect_server import REPO_ROOT
 
-trained_model = serving.trained_model
-packaged_bento = serving.packaged_bento
-feature_rows = serving.feature_rows
-bigquery_emulator = emulators.bigquery_emulator
-
-# ASCII ids pass validation and become point queries (answer: unknown product, 404).
 SQL_INJECTION = [
     "' OR '1'='1",
     "x'; DROP TABLE products_feature_store.features; --",

@@ -14,14 +14,6 @@ from pathlib import Path
 import pytest
 
 from service.contract import BATCH_ROUTE, MAX_BATCH_SIZE, PREDICT_ROUTE, PREDICTION_FIELDS
-from tests.fixtures import serving
-
-trained_model = serving.trained_model
-packaged_bento = serving.packaged_bento
-feature_rows = serving.feature_rows
-known_product = serving.known_product
-forecast_app = serving.forecast_app
-forecast_client = serving.forecast_client
 
 
 def _json_error(response, status: int | None = None) -> dict:

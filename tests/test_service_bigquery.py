@@ -16,15 +16,6 @@ import polars as pl
 import pytest
 
 from service.contract import BATCH_ROUTE, PREDICT_ROUTE, PREDICTION_FIELDS
-from tests.fixtures import emulators, serving
-
-bigquery_emulator = emulators.bigquery_emulator
-bigquery_settings = emulators.bigquery_settings
-trained_model = serving.trained_model
-packaged_bento = serving.packaged_bento
-forecast_app = serving.forecast_app
-feature_rows = serving.feature_rows
-known_product = serving.known_product
 
 NEW_PRODUCT = "NEW-206059999"
 INJECTIONS = [

@@ -14,9 +14,6 @@ import pytest
 
 from tests.fixtures import serving
 
-trained_model = serving.trained_model
-packaged_bento = serving.packaged_bento
-
 
 @pytest.mark.skipif(
     shutil.which("podman") is None, reason="podman is not installed (CI installs it via .ci/run)"

@@ -6,13 +6,6 @@ import httpx
 import pytest
 
 from service.contract import BATCH_ROUTE, PREDICT_ROUTE, PREDICTION_FIELDS
-from tests.fixtures import serving
-
-trained_model = serving.trained_model
-packaged_bento = serving.packaged_bento
-feature_rows = serving.feature_rows
-known_product = serving.known_product
-bento_server = serving.bento_server
 
 
 @pytest.fixture(scope="module")

@@ -48,10 +48,6 @@ from tests.fixtures.attacks import (
 )
 from tests.fixtures.faults import descendants, stop_bento
 
-trained_model = serving.trained_model
-packaged_bento = serving.packaged_bento
-feature_rows = serving.feature_rows
-
 TTL_SECONDS = 1
 MAX_AGE_SECONDS = 5
 HEADER_TIMEOUT_SECONDS = 2

@@ -20,8 +20,6 @@ from tests.fixtures import mlflow as mlflow_fixtures
 from training import gate, reference, tracking
 from training.recipe import Recipe
 
-isolated_model = mlflow_fixtures.isolated_model
-# A recipe that reads only the 3-month level (no common factor, season, calendar or recent months).
 WORSE_RECIPE = {
     "features": ["level_forecast", "months_of_history", "months_since_sale", "source"],
     "base": "level_forecast",

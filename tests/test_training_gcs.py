@@ -6,12 +6,8 @@ from pathlib import Path
 
 from features import processed, storage
 from features.settings import get_settings
-from tests.fixtures import emulators
 from training import steps
 from training.data import load_rows
-
-gcs_emulator = emulators.gcs_emulator
-gcs_settings = emulators.gcs_settings
 
 
 def test_training_data_from_a_gcs_processed_bucket(processed_version: str, request):

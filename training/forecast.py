@@ -69,7 +69,11 @@ class ModelSpec:
 
     def to_json(self) -> str:
         """Canonical JSON of the spec."""
-        body = {"features": list(self.features), "base": self.base, "transform": self.transform}
+        body: dict[str, Any] = {
+            "features": list(self.features),
+            "base": self.base,
+            "transform": self.transform,
+        }
         body["calibration"] = {s: list(v) for s, v in sorted(self.calibration.items())}
         return json.dumps(body, sort_keys=True)
 

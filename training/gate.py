@@ -54,12 +54,13 @@ def decide(candidate: RecipeScore, incumbent: RecipeScore | None, baselines: dic
     """Apply the rule of the module docstring."""
     best_name = min(baselines, key=baselines.__getitem__)
     best = baselines[best_name]
-    rivals = incumbent is not None and incumbent.fingerprint != candidate.fingerprint
-    winner = incumbent if rivals and incumbent.wape < candidate.wape else candidate
+    # The champion's recipe competes only when it differs from the candidate's.
+    rival = incumbent if incumbent is not None and incumbent.fingerprint != candidate.fingerprint else None
+    winner = rival if rival is not None and rival.wape < candidate.wape else candidate
     lost = (
         f"; candidate recipe {candidate.fingerprint} ({candidate.wape:.4f}) loses to the champion's "
-        f"recipe {incumbent.fingerprint} ({incumbent.wape:.4f})"
-        if rivals and winner is incumbent
+        f"recipe {rival.fingerprint} ({rival.wape:.4f})"
+        if rival is not None and winner is rival
         else ""
     )
     if not winner.wape < best:
@@ -69,12 +70,12 @@ def decide(candidate: RecipeScore, incumbent: RecipeScore | None, baselines: dic
         )
         return Decision(False, winner.role, reason, best_name, best)
     against = f"beats the best baseline {best_name} ({best:.4f})"
-    if winner is incumbent:
+    if winner is rival:
         reason = f"the champion's recipe wins again and is refreshed: backtest WAPE {winner.wape:.4f} {against}{lost}"
-    elif rivals:
+    elif rival is not None:
         reason = (
             f"recipe {candidate.fingerprint} wins: backtest WAPE {candidate.wape:.4f} beats the champion's "
-            f"recipe {incumbent.fingerprint} ({incumbent.wape:.4f}) and {against}"
+            f"recipe {rival.fingerprint} ({rival.wape:.4f}) and {against}"
         )
     elif incumbent is None:
         reason = f"first champion: backtest WAPE {candidate.wape:.4f} {against}"

@@ -1,18 +1,16 @@
-"""Diagnostic plots logged with each training run (matplotlib, Agg backend, no pyplot global state)."""
+"""Diagnostic plots logged with each training run (matplotlib ``Figure`` objects saved directly: no pyplot, no
+global backend switch — ``savefig`` renders PNGs with Agg whatever the process's backend)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-import xgboost as xgb  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import numpy as np
+import polars as pl
+import xgboost as xgb
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 PER_PAGE = 16
 HISTORY_MONTHS = 12
@@ -58,7 +56,7 @@ def error_by_origin(compared: pl.DataFrame, path: Path) -> Path:
             .sort("target_month")
         )
         x = np.arange(per_origin.height)
-        overall = {n: float(per_origin[n].mean()) for n in BASELINES}
+        overall = {n: float(cast(float, per_origin[n].mean())) for n in BASELINES}
         for name in ["p50", *sorted(overall, key=overall.__getitem__)[:3]]:
             style = {"linewidth": 2.5, "color": "black"} if name == "p50" else {"alpha": 0.8}
             ax.plot(x, per_origin[name], marker="o", label="model" if name == "p50" else name, **style)
@@ -129,7 +127,7 @@ def feature_importance(booster: xgb.Booster, path: Path) -> Path:
     """Horizontal bar chart of total gain per input feature (all quantile heads together)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     gains = booster.get_score(importance_type="total_gain")
-    names = sorted(gains, key=gains.get)
+    names = sorted(gains, key=lambda name: gains[name])
     fig = Figure(figsize=(8, 0.3 * max(len(names), 4) + 1.5), dpi=80, layout="constrained")
     ax = fig.subplots()
     values = np.array([gains[n] for n in names], dtype=float)

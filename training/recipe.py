@@ -13,7 +13,7 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from features.schema import CATEGORIES, FEATURE_COLUMNS, SALES_VALUED
+from features.schema import FEATURE_COLUMNS, SALES_VALUED
 
 QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
 BASES = ("level_forecast", "common_factor_forecast", "ses_forecast", "theta_forecast", "seasonal_forecast")
@@ -93,11 +93,6 @@ class Recipe:
     def sales_features(self) -> tuple[str, ...]:
         """The features in sales units (fed to the model as log ratios to the base)."""
         return tuple(c for c in self.features if c in SALES_VALUED)
-
-    @property
-    def categorical_features(self) -> tuple[str, ...]:
-        """The categorical features (fed as category codes)."""
-        return tuple(c for c in self.features if c in CATEGORIES)
 
     def booster_params(self) -> dict[str, Any]:
         """The full XGBoost parameter dict of this recipe."""

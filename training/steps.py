@@ -23,7 +23,7 @@ from training.recipe import Recipe
 class Incumbent:
     """The current ``@champion``: its model version, recipe and data version."""
 
-    version: str
+    model_version: str
     recipe: Recipe
     data_version: str
 
@@ -50,7 +50,8 @@ def resolve_data_version(data_version: str | None, settings: Settings | None = N
 def candidate_recipe(overrides: dict | None = None, settings: Settings | None = None) -> Recipe:
     """This run's recipe: the default one with ``overrides``, recording the settings' calendars."""
     settings = settings or get_settings()
-    return Recipe(calendars=settings.calendars).with_overrides(overrides)
+    calendars: dict[str, str] = dict(settings.calendars)
+    return Recipe(calendars=calendars).with_overrides(overrides)
 
 
 def incumbent(settings: Settings | None = None) -> Incumbent | None:
@@ -181,11 +182,11 @@ def champion_moved(expected: str | None, settings: Settings | None = None) -> bo
 
 
 def apply_alias(
-    version: str, alias: str, reason: str, fingerprint: str, settings: Settings | None = None
+    model_version: str, alias: str, reason: str, fingerprint: str, settings: Settings | None = None
 ) -> None:
-    """Tag ``version`` with the gate's outcome and move ``alias`` to it (``training.gate.apply``)."""
+    """Tag ``model_version`` with the gate's outcome and move ``alias`` to it (``training.gate.apply``)."""
     settings = settings or get_settings()
-    gate.apply(tracking.client(settings), settings.model_name, version, alias, reason, fingerprint)
+    gate.apply(tracking.client(settings), settings.model_name, model_version, alias, reason, fingerprint)
 
 
 def finish_run(

@@ -26,6 +26,7 @@ from mlflow.models import infer_signature
 from mlflow.utils.time import get_current_time_millis
 
 from features.settings import Settings, get_settings
+from features.telemetry import quiet_tools
 from training import forecast
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +36,9 @@ MODEL_ARTIFACT = "model"
 
 
 def client(settings: Settings | None = None) -> MlflowClient:
-    """A client for the configured store; also points the ``mlflow`` module (model logging) at it."""
+    """The one MLflow client factory: a client for the configured store; also points the ``mlflow`` module
+    (model logging, registration) at it, and switches MLflow's telemetry off whatever the entry point."""
+    quiet_tools()
     settings = settings or get_settings()
     uri = settings.mlflow_tracking_uri
     if uri.startswith("sqlite:///"):
@@ -176,7 +179,7 @@ def _requirements() -> list[str]:
 class FoundVersion:
     """A complete registered version found by its fingerprint, and the aliases it holds now."""
 
-    version: str
+    model_version: str
     run_id: str
     aliases: tuple[str, ...]
     tags: dict[str, str]

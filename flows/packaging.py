@@ -1,9 +1,10 @@
 """Packaging: the MLflow champion -> a BentoML model -> the service's bento (-> a container image).
 
-Plain functions; ``flows.package`` wires them into the Prefect flow. Every step is idempotent: the BentoML
-model of an MLflow version is imported once (found again by its labels) and the bento version is a digest of
-everything that goes into it, so re-packaging the same champion with the same code returns the same tag.
-Not part of the bento (excluded in ``bentofile.yaml``).
+Plain functions; ``flows.package`` wires them into the Prefect flow and ``flows.pipeline`` asks
+``packaging_decision`` whether to. Every step is idempotent: the BentoML model of an MLflow version is imported
+once (found again by its labels) and the bento version is a digest of everything that goes into it, so
+re-packaging the same champion with the same code returns the same tag. Build tooling, not part of the bento.
+BentoML keeps its own default home (``BENTOML_HOME`` if set), so the plain ``bentoml`` commands see the bentos.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from typing import Any
 import yaml
 
 from features.settings import Settings, get_settings
+from service import contract
 from service import model as model_io
+from training import gate, tracking
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENTOFILE = REPO_ROOT / "bentofile.yaml"
@@ -39,28 +42,31 @@ class Champion:
 
     name: str
     alias: str
-    version: str
+    model_version: str
     run_id: str
     data_version: str
     test_wape: str
 
 
-def use_project_bentoml_home(settings: Settings | None = None) -> str:
-    """Default ``BENTOML_HOME`` to ``<state_dir>/bentoml`` (call before importing bentoml); returns it."""
-    settings = settings or get_settings()
-    return os.environ.setdefault("BENTOML_HOME", str(settings.state_dir.resolve() / "bentoml"))
+@dataclass(frozen=True)
+class PackagingDecision:
+    """Whether the package step must run, for which champion version, and the bento already serving it."""
+
+    package: bool
+    reason: str
+    champion_version: str | None = None
+    bento: str | None = None
 
 
 def resolve_champion(alias: str = "champion", settings: Settings | None = None) -> Champion:
     """The version of ``settings.model_name`` behind ``@alias``; ``NoChampionError`` if there is none."""
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     settings = settings or get_settings()
     uri = settings.mlflow_tracking_uri
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         raise NoChampionError(f"no MLflow store at {uri}: run the training flow first")
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = tracking.client(settings)
     hint = "run the training flow first (it sets @champion when a model beats the baselines)"
     try:
         registered = client.get_registered_model(settings.model_name)
@@ -78,7 +84,7 @@ def resolve_champion(alias: str = "champion", settings: Settings | None = None) 
     return Champion(
         name=settings.model_name,
         alias=alias,
-        version=str(mv.version),
+        model_version=str(mv.version),
         run_id=mv.run_id or "",
         data_version=str(tags.get("data_version", "unknown")),
         test_wape=str(tags.get("test_wape", "")),
@@ -88,7 +94,7 @@ def resolve_champion(alias: str = "champion", settings: Settings | None = None) 
 def _labels(champion: Champion) -> dict[str, str]:
     return {
         model_io.LABEL_REGISTERED_MODEL: champion.name,
-        model_io.LABEL_MLFLOW_VERSION: champion.version,
+        model_io.LABEL_MLFLOW_VERSION: champion.model_version,
         model_io.LABEL_RUN_ID: champion.run_id,
         model_io.LABEL_DATA_VERSION: champion.data_version,
     }
@@ -121,10 +127,8 @@ def import_champion(champion: Champion, settings: Settings | None = None) -> str
 
     from training import forecast
 
-    settings = settings or get_settings()
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-    booster = mlflow.xgboost.load_model(f"models:/{champion.name}/{champion.version}")
+    tracking.client(settings or get_settings())  # points the mlflow module at the configured store
+    booster = mlflow.xgboost.load_model(f"models:/{champion.name}/{champion.model_version}")
     # Fails here (not in the service) for a booster the current training code did not produce.
     metadata: dict[str, Any] = {
         **forecast.model_metadata(forecast.spec_of(booster)),
@@ -162,12 +166,21 @@ def bento_version(model_tag: str, requirements: Path) -> str:
     digest.update(model_tag.encode())
     digest.update(BENTOFILE.read_bytes())
     digest.update(requirements.read_bytes())
-    for pattern in config.get("include", []):
-        for path in sorted(REPO_ROOT.glob(pattern)):
-            if path.is_file():
-                digest.update(str(path.relative_to(REPO_ROOT)).encode())
-                digest.update(path.read_bytes())
+    for path in included_files(config):
+        digest.update(str(path.relative_to(REPO_ROOT)).encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def included_files(config: dict[str, Any] | None = None) -> list[Path]:
+    """The source files ``bentofile.yaml``'s ``include`` selects (a folder: its files, minus bytecode)."""
+    config = config or yaml.safe_load(BENTOFILE.read_text())
+    files: set[Path] = set()
+    for pattern in config.get("include", []):
+        for path in REPO_ROOT.glob(pattern.rstrip("/")):
+            found = path.rglob("*") if path.is_dir() else [path]
+            files |= {f for f in found if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc"}
+    return sorted(files)
 
 
 def build_bento(model_tag: str) -> str:
@@ -210,3 +223,39 @@ def containerize(bento_tag: str, image: str | None = None) -> str:
     cmd = [sys.executable, "-m", "bentoml", "containerize", "--backend", "podman", bento_tag, "-t", image]
     subprocess.run(cmd, check=True, env=env, cwd=REPO_ROOT)
     return image
+
+
+def bento_serving(champion: Champion) -> str | None:
+    """Tag of a built bento whose model was imported from the champion's MLflow version (None if none)."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:  # the stores raise NotFound rather than return [] when nothing of that name exists
+        model_tag = find_imported(champion)
+        bentos = bentoml.bentos.list(contract.SERVICE_NAME) if model_tag else []
+    except NotFound:
+        return None
+    for bento in bentos:
+        if any(str(model.tag) == model_tag for model in bento.info.all_models):
+            return str(bento.tag)
+    return None
+
+
+def packaging_decision(
+    promoted: bool, alias: str = gate.CHAMPION, settings: Settings | None = None
+) -> PackagingDecision:
+    """Whether the package step must run: ``@alias`` moved, or no bento serves its version yet."""
+    settings = settings or get_settings()
+    if tracking.alias_version(tracking.client(settings), settings.model_name, alias) is None:
+        reason = f"nothing to package: no version of {settings.model_name!r} has alias @{alias}"
+        return PackagingDecision(package=False, reason=reason)
+    champion = resolve_champion(alias, settings)
+    if promoted:
+        return PackagingDecision(True, f"@{alias} moved to v{champion.model_version}", champion.model_version)
+    tag = bento_serving(champion)
+    if tag is None:
+        return PackagingDecision(
+            True, f"no bento serves @{alias} v{champion.model_version} yet", champion.model_version
+        )
+    reason = f"bento {tag} already serves @{alias} v{champion.model_version}"
+    return PackagingDecision(False, reason, champion.model_version, tag)

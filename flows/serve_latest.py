@@ -1,8 +1,8 @@
 """Serve the newest forecast bento in the foreground (``make run``'s last step).
 
-    uv run python -m service.serve_latest [--port 3000] [--host 127.0.0.1]
-    uv run python -m service.serve_latest --print-product-id     # one real product id, for scripts
-    uv run python -m service.serve_latest --print-bento-tag      # the bento it would serve
+    uv run python -m flows.serve_latest [--port 3000] [--host 127.0.0.1]
+    uv run python -m flows.serve_latest --print-product-id     # one real product id, for scripts
+    uv run python -m flows.serve_latest --print-bento-tag      # the bento it would serve
 
 Prints a ready-to-paste ``curl`` with a real product id from the feature store, then replaces itself with
 ``bentoml serve <bento>``. The service finds the feature store through the same ``TAMALES_*`` settings.
@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from service import contract, packaging
+from service import contract
 
 
 def latest_bento_tag() -> str:
@@ -25,7 +25,7 @@ def latest_bento_tag() -> str:
     bentos = bentoml.bentos.list(contract.SERVICE_NAME)
     if not bentos:
         raise LookupError(
-            f"no {contract.SERVICE_NAME!r} bento in {os.environ['BENTOML_HOME']}: run `python -m flows.package`"
+            f"no {contract.SERVICE_NAME!r} bento in the BentoML store: run `python -m flows.package`"
         )
     return str(max(bentos, key=lambda b: b.info.creation_time).tag)
 
@@ -61,7 +61,6 @@ def main(argv: list[str] | None = None) -> None:
         "--print-bento-tag", action="store_true", help="print the newest bento's tag and exit"
     )
     args = parser.parse_args(argv)
-    packaging.use_project_bentoml_home()
     try:
         if args.print_bento_tag:
             print(latest_bento_tag())
