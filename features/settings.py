@@ -119,6 +119,12 @@ class Settings(BaseSettings):
         description="Per server worker: point queries per second (burst: one second's worth, at least 1) for ids "
         "missing from a snapshot that is not fresh; misses beyond it answer 503 without a query",
     )
+    ui_history_queries_per_second: float = Field(
+        2.0,
+        gt=0,
+        description="Per server worker: feature-store queries per second (burst: one second's worth, at least 1) "
+        "for the history behind the planners' page (/ui); a chart beyond it shows 'retry later' without a query",
+    )
     http_header_timeout_seconds: float = Field(
         10.0,
         gt=0,

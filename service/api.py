@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse
 from features.feature_store import FeatureStoreUnavailable, get_feature_store
 from features.schema import encode_row
 from features.settings import get_settings
-from service import contract, runtime
+from service import contract, runtime, ui_routes
 from service import model as model_io
 from service.batching import RowBatcher
 from service.cache import FeatureCache, QueryBudgetSpent
@@ -61,6 +61,7 @@ class BatchResult(BaseModel):
     results: list[dict[str, Any]]
 
 
+@bentoml.asgi_app(ui_routes.app, path="/")  # the planners' page: /ui (service.ui_routes)
 @bentoml.service(name=contract.SERVICE_NAME, **contract.SERVER_CONFIG)
 class TamalesForecast:
     """Next-month sales forecast (p10/p50/p90) for a product, from its latest features."""
