@@ -145,6 +145,7 @@ def render_page(
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         "<title>Tamales forecasts</title>"
+        f'<link rel="icon" href="{ASSET_PREFIX}/favicon.svg" type="image/svg+xml">'
         f'<link rel="stylesheet" href="{ASSET_PREFIX}/ui.css">'
         f'<script src="{ASSET_PREFIX}/ui.js" defer></script></head><body>'
         '<header><h1><a href="/ui">Next-month sales forecasts</a></h1>'

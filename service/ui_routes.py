@@ -1,4 +1,4 @@
-"""The planners' page, mounted on the forecast service: ``GET /ui``, ``/ui/forecasts.csv``, its JS and CSS.
+"""The planners' page, mounted on the forecast service: ``GET /ui``, ``/ui/forecasts.csv``, its JS, CSS and icon.
 
 ``/ui`` lists every product of the service's feature snapshot with its next-month p50 and p10–p90 (``?q=``
 filters by name or id), and for ``?product=ID`` shows its figures, a chart of its monthly history with the
@@ -47,7 +47,11 @@ SECURITY_HEADERS = {
     "referrer-policy": "no-referrer",
     "cache-control": "no-store",
 }
-_ASSET_TYPES = {"ui.js": "text/javascript; charset=utf-8", "ui.css": "text/css; charset=utf-8"}
+_ASSET_TYPES = {
+    "ui.js": "text/javascript; charset=utf-8",
+    "ui.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
 
 
 def _asset(name: str) -> bytes:
@@ -178,7 +182,7 @@ async def forecasts_csv(request: Request) -> Response:
 
 
 async def asset(request: Request) -> Response:
-    """``GET /ui/ui.js`` and ``/ui/ui.css``: the page's own script and style sheet."""
+    """``GET /ui/ui.js``, ``/ui/ui.css``, ``/ui/favicon.svg``: the page's own script, style sheet and icon."""
     name = request.url.path.rsplit("/", 1)[-1]
     headers = {**SECURITY_HEADERS, "cache-control": "public, max-age=300"}
     return Response(ASSET_BYTES[name], media_type=_ASSET_TYPES[name], headers=headers)
@@ -189,6 +193,7 @@ ROUTES = [
     Route(ui_render.CSV_PATH, forecasts_csv),
     Route(f"{ui_render.ASSET_PREFIX}/ui.js", asset),
     Route(f"{ui_render.ASSET_PREFIX}/ui.css", asset),
+    Route(f"{ui_render.ASSET_PREFIX}/favicon.svg", asset),
 ]
 TEMPLATES = tuple(route.path for route in ROUTES)
 app = Starlette(routes=ROUTES)

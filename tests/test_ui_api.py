@@ -154,6 +154,7 @@ def test_assets_and_unknown_ui_paths(ui_client):
     assert js.status_code == css.status_code == 200
     assert js.headers["content-type"].startswith("text/javascript")
     assert css.headers["content-type"].startswith("text/css")
+    assert ui_client.get("/ui/favicon.svg").headers["content-type"] == "image/svg+xml"
     for path in ("/ui/", "/ui/nope.js", "/ui/forecasts.json", "/uix"):
         response = ui_client.get(path)
         assert response.status_code == 404 and response.json() == {"error": "Not Found"}, path
@@ -163,7 +164,7 @@ def test_assets_and_unknown_ui_paths(ui_client):
 
 def test_ui_routes_have_their_own_metric_labels(forecast_app):
     table = RouteTable(forecast_app.router.routes)
-    for path in ("/ui", "/ui/forecasts.csv", "/ui/ui.js", "/ui/ui.css"):
+    for path in ("/ui", "/ui/forecasts.csv", "/ui/ui.js", "/ui/ui.css", "/ui/favicon.svg"):
         scope = {"type": "http", "path": path, "method": "GET", "root_path": ""}
         assert table.template(scope) == path
     assert table.template({"type": "http", "path": "/ui/other", "method": "GET", "root_path": ""}) is None
