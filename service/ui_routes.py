@@ -2,7 +2,8 @@
 
 ``/ui`` lists every product of the service's feature snapshot with its next-month p50 and p10–p90 (``?q=``
 filters by name or id), and for ``?product=ID`` shows its figures, a chart of its monthly history with the
-forecast band (``service.ui_chart``). ``/ui/forecasts.csv`` is the same table.
+forecast band (``service.ui_chart``) and, when known, the realized accuracy of its past forecasts
+(``service.ui_accuracy``). ``/ui/forecasts.csv`` is the same table.
 
 The figures are the service's own: the snapshot's rows, encoded and scored exactly as ``predict_batch``
 does (one model call for the table, recomputed only when the snapshot or the model changes), so the page, the
@@ -28,10 +29,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from features.feature_store import get_feature_store
+from features.forecast_tables import get_forecast_tables
 from features.schema import encode_row
 from features.settings import get_settings
 from service import contract, ui_render
 from service.history import HistoryCache, HistoryUnavailable
+from service.ui_accuracy import AccuracyPanel
 from service.ui_chart import render_chart
 
 logger = logging.getLogger("bentoml.tamales.ui")
@@ -72,7 +75,9 @@ class PlannersView:
     def __init__(self, service: Any) -> None:
         self.service = service
         settings = get_settings()
-        self.history = HistoryCache(get_feature_store(settings), settings.ui_history_queries_per_second)
+        rate = settings.ui_history_queries_per_second
+        self.history = HistoryCache(get_feature_store(settings), rate)
+        self.accuracy = AccuracyPanel(get_forecast_tables(settings), rate, settings.feature_cache_ttl_seconds)
         self._lock = threading.Lock()
         self._key: tuple[int, int, str] | None = None
         self._rows: dict | None = None  # keeps the keyed snapshot alive (its id stays unique)
@@ -118,7 +123,7 @@ class PlannersView:
             chart = render_chart(points, row, label)
         except HistoryUnavailable:
             chart = render_chart((), row, label, missing_history="History unavailable right now: retry later")
-        return ui_render.render_detail(row, chart)
+        return ui_render.render_detail(row, chart, self.accuracy.panel(row))
 
 
 _VIEWS: dict[int, PlannersView] = {}

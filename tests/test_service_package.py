@@ -23,6 +23,8 @@ IMPORTED_MODULES = {
     "features/bq.py",
     "features/schema.py",
     "features/feature_store.py",
+    "features/forecast_schema.py",  # the planners' page reads realized accuracy (service.ui_accuracy)
+    "features/forecast_tables.py",
     "features/storage.py",
     "training/__init__.py",
     "training/forecast.py",

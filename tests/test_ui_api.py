@@ -11,6 +11,7 @@ import io
 import re
 from html import unescape
 
+import polars as pl
 import pytest
 
 from service.contract import BATCH_ROUTE, PREDICT_ROUTE
@@ -171,3 +172,60 @@ def test_ui_routes_have_their_own_metric_labels(forecast_app):
     assert table.template({"type": "http", "path": PREDICT_ROUTE, "method": "POST", "root_path": ""}) == (
         PREDICT_ROUTE
     )
+
+
+@pytest.fixture
+def realized_client(monkeypatch, request, feature_rows):
+    """The in-process client with realized accuracy known for every product: a past forecast of each
+    product's latest month (p10/p50/p90 = 0.9/1.05/1.2 × the actual), joined by ``training.realized`` and
+    published in a ``realized`` table of this test's own."""
+    from features.forecast_schema import REALIZED
+    from features.forecast_tables import get_forecast_tables
+    from features.settings import get_settings
+    from training.realized import actuals, realized_table
+
+    monkeypatch.setenv("TAMALES_BQ_REALIZED_TABLE", "realized_ui_test")
+    monkeypatch.setenv("TAMALES_BQ_FORECASTS_TABLE", "forecasts_ui_test")
+    get_settings.cache_clear()
+    latest = actuals().sort("forecast_month").group_by(["productid", "source"]).last()
+    forecasts = latest.select(
+        "productid",
+        "source",
+        "forecast_month",
+        (pl.col("actual") * 0.9).alias("p10"),
+        (pl.col("actual") * 1.05).alias("p50"),
+        (pl.col("actual") * 1.2).alias("p90"),
+        model_name=pl.lit("tamales-sales-forecaster"),
+        model_version=pl.lit("1"),
+        data_version=pl.lit("ui-test"),
+    )
+    realized = realized_table(
+        forecasts, actuals(), "ui-test-actuals", {("tamales-sales-forecaster", "1"): {}}
+    )
+    tables = get_forecast_tables()
+    tables.publish(REALIZED, realized)
+    path = get_settings().local_table_path("realized_ui_test")
+    try:
+        yield request.getfixturevalue("forecast_client"), latest, path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def test_realized_accuracy_panel(realized_client, feature_rows):
+    client, latest, path = realized_client
+    row = latest.filter(pl.col("productid") == sorted(feature_rows)[0]).to_dicts()[0]
+    html = client.get("/ui", params={"product": row["productid"]}).text
+    panel = html[html.index('<section class="accuracy"') :]
+    assert f"<td>{row['forecast_month']}</td>" in panel
+    assert f'<td class="num">{figure(row["actual"])}</td><td class="num">+5.0%</td><td>yes</td>' in panel
+    assert "realized WAPE 5.0%" in panel and "bias 5.0%" in panel and "coverage 100.0%" in panel
+    path.write_bytes(b"PAR1 this is not parquet PAR1")  # unreadable table: the panel goes, the page stays
+    other = sorted(feature_rows)[1]
+    response = client.get("/ui", params={"product": other})
+    assert response.status_code == 200 and 'id="fc-p50"' in response.text
+    assert 'class="accuracy"' not in response.text
+
+
+def test_no_realized_accuracy_yet_means_no_panel(ui_client, known_product):
+    html = ui_client.get("/ui", params={"product": known_product}).text
+    assert 'id="fc-p50"' in html and 'class="accuracy"' not in html
