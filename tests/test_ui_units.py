@@ -190,3 +190,18 @@ def test_history_cache_turns_store_failures_into_unavailable(tmp_path):
     (tmp_path / "corrupt.parquet").write_bytes(b"PAR1 not a parquet file PAR1")
     with pytest.raises(HistoryUnavailable):
         HistoryCache(LocalFeatureStore(tmp_path / "corrupt.parquet"), rate=5.0).points("P1", "erp", "2024-06")
+
+
+def test_the_page_modules_import_neither_mlflow_nor_prefect():
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "service"
+    for path in [root / "history.py", *root.glob("ui_*.py")]:
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module.split(".")[0])
+        assert not names & {"mlflow", "prefect"}, path.name
+        assert len(path.read_text().splitlines()) < 300, path.name
