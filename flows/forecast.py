@@ -28,6 +28,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from features import processed
+from features.forecast_schema import REALIZED
+from features.forecast_tables import get_forecast_tables
 from features.settings import get_settings
 from training import batch, realized, realized_tracking
 
@@ -42,17 +44,19 @@ def resolve_data_version_task(data_version: str | None) -> str:
 
 @task(name="realized-accuracy", retries=2, retry_delay_seconds=[1, 4], cache_policy=NO_CACHE)
 def realized_task(actuals_version: str) -> dict[str, Any]:
-    """Score published forecasts against the feature store's actuals; log metrics, tags and the chart."""
+    """Score published forecasts against the feature store's actuals; log metrics, tags and the chart.
+    ``summary`` and the chart cover every realized month so far; ``alerts`` this run's."""
     backtest = {run: realized_tracking.backtest_wapes(*run) for run in realized.forecast_runs()}
     table = realized.compute_realized(actuals_version, backtest)
     if table.is_empty():
         return {"rows": 0, "summary": [], "alerts": [], "chart": None, "chart_uris": []}
     found = realized_tracking.log_realized(table)
+    history = get_forecast_tables().read(REALIZED)  # every month realized so far, this run's included
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "realized_vs_backtest_wape.png"
-        uris = realized_tracking.log_chart(table, path)
+        uris = realized_tracking.log_chart(history, path)
         chart = base64.b64encode(path.read_bytes()).decode()
-    summary = realized.summary_rows(table).drop("computed_at", "productid").to_dicts()
+    summary = realized.summary_rows(history).drop("computed_at", "productid").to_dicts()
     return {"rows": table.height, "summary": summary, "alerts": found, "chart": chart, "chart_uris": uris}
 
 

@@ -289,6 +289,9 @@ def test_a_rerun_on_unchanged_deliveries_reuses_everything(
     assert trained_model.alias == "champion", "the sample's model should beat the baselines"
     assert summary["bento"] == packaged_bento and summary["champion_version"] == trained_model.model_version
     assert summary["packaging"].startswith(f"bento {packaged_bento} already serves @champion")
+    # the fifth step: every product's forecast by the champion, nothing realized on the same data version
+    assert summary["forecast"]["model_version"] == trained_model.model_version
+    assert summary["forecast"]["products"] > 0 and summary["forecast"]["alerts"] == []
 
 
 def test_packaging_decision_follows_the_registry_and_the_bento_store(monkeypatch, tmp_path: Path):

@@ -21,6 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import polars as pl  # noqa: E402
+from matplotlib.dates import DateFormatter, MonthLocator  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from mlflow.entities import Metric  # noqa: E402
 
@@ -106,7 +107,8 @@ def log_realized(realized: pl.DataFrame, settings: Settings | None = None) -> li
 
 
 def realized_chart(realized: pl.DataFrame, path: Path) -> Path:
-    """PNG of realized WAPE per source and month (markers) against each model's backtest WAPE (dashed)."""
+    """PNG of realized WAPE per source and month (dots) against each model's backtest WAPE (dashes), over
+    every month ``realized`` holds."""
     summary = summary_rows(realized)
     fig = Figure(figsize=(7, 3.5))
     ax = fig.subplots()
@@ -114,16 +116,20 @@ def realized_chart(realized: pl.DataFrame, path: Path) -> Path:
         ["model_name", "model_version", "source"], maintain_order=True
     ):
         rows = rows.sort("forecast_month")
-        months = rows["forecast_month"].to_list()
+        months = [datetime(int(m[:4]), int(m[5:7]), 1) for m in rows["forecast_month"]]
         line = ax.plot(months, rows["wape"].to_list(), marker="o", label=f"v{version} {source} realized")[0]
         if rows["backtest_wape"].null_count() < rows.height:
             ax.plot(
                 months,
                 rows["backtest_wape"].to_list(),
                 linestyle="--",
+                marker="_",
+                markersize=14,
                 color=line.get_color(),
                 label=f"v{version} {source} backtest",
             )
+    ax.xaxis.set_major_locator(MonthLocator())
+    ax.xaxis.set_major_formatter(DateFormatter("%Y-%m"))
     ax.set_ylabel("WAPE")
     ax.set_xlabel("forecast month")
     ax.set_title("Realized vs backtest WAPE")
