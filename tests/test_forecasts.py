@@ -20,12 +20,15 @@ import polars as pl
 import pytest
 
 from features.forecast_schema import ALL_PRODUCTS, FORECASTS, REALIZED
-from tests.fixtures import serving
+from tests.fixtures import emulators, serving
 from training.realized_tracking import ALERT_TAG
 
 packaged_bento = serving.packaged_bento
 trained_model = serving.trained_model
 bento_server = serving.bento_server
+feature_rows = serving.feature_rows
+bigquery_emulator = emulators.bigquery_emulator
+bigquery_settings = emulators.bigquery_settings
 
 DEGRADED = "degraded"
 DEMO_SEED = 11
@@ -64,6 +67,34 @@ def test_batch_table_equals_the_served_bento_for_every_product(
     assert batch_answer.status_code == 200
     for item in batch_answer.json()["results"]:
         assert {**_as_answer(rows[item["productid"]]), "status": 200} == item
+
+
+def test_batch_forecasts_on_the_bigquery_store(
+    trained_model, processed_version, feature_rows, bigquery_settings
+) -> None:
+    """With ``TAMALES_FEATURE_STORE=bigquery`` the batch reads the features from BigQuery and publishes the
+    forecasts table there (emulator): the same numbers as from the local store, idempotent on re-run."""
+    from datetime import UTC, datetime
+
+    from features.feature_store import get_feature_store
+    from features.forecast_tables import BigQueryForecastTables, get_forecast_tables
+    from training import batch
+
+    get_feature_store().write(pl.DataFrame(list(feature_rows.values()), infer_schema_length=None))
+    expected = batch.forecast_table(
+        batch.load_forecaster(trained_model.alias), feature_rows, processed_version, datetime.now(UTC)
+    )
+    for _ in range(2):
+        result = batch.publish_forecasts(processed_version, alias=trained_model.alias)
+    tables = get_forecast_tables()
+    assert isinstance(tables, BigQueryForecastTables)
+    stored = tables.read(FORECASTS)
+    assert stored.height == len(feature_rows) == result["products"]
+    assert stored.drop("published_at").equals(expected.drop("published_at"))
+    one = sorted(feature_rows)[0]
+    assert tables.latest_forecasts().filter(pl.col("productid") == one)["p50"].to_list() == (
+        expected.filter(pl.col("productid") == one)["p50"].to_list()
+    )
 
 
 def _as_answer(row: dict) -> dict:

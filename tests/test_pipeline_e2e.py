@@ -38,7 +38,7 @@ from tests.fixtures.prefect_server import (
 prefect_server = server_fixtures.prefect_server  # the session fixtures, used by name below
 trained_model, packaged_bento = serving.trained_model, serving.packaged_bento
 
-SUBFLOWS = {"ingest", "features", "train", "package"}
+SUBFLOWS = {"ingest", "features", "train", "package", "forecast"}
 
 
 def _check(result: subprocess.CompletedProcess, what: str) -> str:
@@ -202,6 +202,9 @@ def test_daily_deployment_end_to_end(prefect_server: PrefectServer, e2e_env: dic
     assert set(newest) == {str(champion.version), str(refreshed.version)}
     assert len(stores["bentos"]) == 2
     assert any(b["models"] == [newest[str(refreshed.version)]] for b in stores["bentos"]), stores
+    # The fifth step realized the first champion's forecasts with the second delivery's actuals.
+    for source in ("erp", "teinvento"):
+        assert client.get_metric_history(champion.run_id, f"realized_wape_{source}"), output[-2000:]
 
 
 def _run_daily(server: PrefectServer, worker_env: dict[str, str], worker_log: Path) -> str:
