@@ -26,6 +26,12 @@ from features.schema import KEY_COLUMNS, bigquery_schema, conform
 from features.settings import Settings, get_settings
 
 Row = dict[str, Any]
+# What ``history`` returns: a product's monthly totals (the page's chart), per source.
+HISTORY_SCHEMA: dict[str, pl.DataType] = {
+    "source": pl.String(),
+    "year_month": pl.Date(),
+    "total_sales": pl.Float64(),
+}
 _WRITE_TIMEOUT_SECONDS = 300.0  # a load job of the whole table (the features flow retries on top)
 _BULK_QUERY_WAIT_SECONDS = 60.0  # a full-table read may run longer than a point query once connected
 
@@ -38,6 +44,11 @@ def _latest(frame: pl.DataFrame) -> pl.DataFrame:
     """Each product's row with the greatest ``year_month`` (ties: first source by name)."""
     ordered = frame.sort(["id_product", "year_month", "source"], descending=[False, True, False])
     return ordered.unique("id_product", keep="first", maintain_order=True)
+
+
+def _history(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` as ``HISTORY_SCHEMA`` rows, ordered by (source, year_month)."""
+    return frame.select(pl.col(n).cast(t) for n, t in HISTORY_SCHEMA.items()).sort(["source", "year_month"])
 
 
 def _parquet_bytes(frame: pl.DataFrame) -> bytes:
@@ -69,6 +80,10 @@ class FeatureStore(ABC):
     @abstractmethod
     def latest_row(self, id_product: str) -> Row | None:
         """The latest row of one product, or None if the store does not know it."""
+
+    @abstractmethod
+    def history(self, id_product: str) -> pl.DataFrame:
+        """Every month of one product (``HISTORY_SCHEMA``, all sources); empty if the store does not know it."""
 
     @abstractmethod
     def ping(self) -> None:
@@ -117,6 +132,17 @@ class LocalFeatureStore(FeatureStore):
         rows = _latest(conform(frame)).to_dicts()
         return rows[0] if rows else None
 
+    def history(self, id_product: str) -> pl.DataFrame:
+        _check_id(id_product)
+        with self._reading():
+            rows = (
+                pl.scan_parquet(self.path)
+                .filter(pl.col("id_product") == pl.lit(id_product))
+                .select(list(HISTORY_SCHEMA))
+                .collect()
+            )
+        return _history(rows)
+
     def ping(self) -> None:
         with self._reading():
             pq.read_schema(self.path)
@@ -164,6 +190,10 @@ class BigQueryFeatureStore(FeatureStore):
 
     def _query(self, sql: str, params: list[Any] | None = None, wait: float | None = None) -> pl.DataFrame:
         """Run a (parameterized) query and return its rows conformed to the schema."""
+        return conform(self._rows(sql, params, wait))
+
+    def _rows(self, sql: str, params: list[Any] | None = None, wait: float | None = None) -> pl.DataFrame:
+        """Run a (parameterized) query and return its rows as they come."""
         from google.cloud import bigquery
 
         timeout = self.settings.bq_timeout_seconds
@@ -177,7 +207,7 @@ class BigQueryFeatureStore(FeatureStore):
                 wait_timeout=wait or timeout,
             )
             table = rows.to_arrow(create_bqstorage_client=False)
-        return conform(cast(pl.DataFrame, pl.from_arrow(table)))
+        return cast(pl.DataFrame, pl.from_arrow(table))
 
     def _latest_sql(self, where: str = "") -> str:
         return (
@@ -222,6 +252,15 @@ class BigQueryFeatureStore(FeatureStore):
         param = bigquery.ScalarQueryParameter("id_product", "STRING", id_product)
         rows = self._query(self._latest_sql("WHERE id_product = @id_product"), [param]).to_dicts()
         return rows[0] if rows else None
+
+    def history(self, id_product: str) -> pl.DataFrame:
+        from google.cloud import bigquery
+
+        _check_id(id_product)
+        param = bigquery.ScalarQueryParameter("id_product", "STRING", id_product)
+        columns = ", ".join(HISTORY_SCHEMA)
+        sql = f"SELECT {columns} FROM `{self.table_id}` WHERE id_product = @id_product"
+        return _history(self._rows(sql, [param]))
 
     def ping(self) -> None:
         with self._reaching("ping"):

@@ -44,6 +44,18 @@ class Settings(BaseSettings):
     )
     bq_dataset: str = Field("products_feature_store", description="BigQuery dataset of the feature store")
     bq_table: str = Field("features", description="BigQuery table of the feature store")
+    bq_forecasts_table: str = Field(
+        "forecasts", description="Table of published batch forecasts, beside the feature table"
+    )
+    bq_realized_table: str = Field(
+        "realized", description="Table of realized accuracy (forecasts joined to later actuals)"
+    )
+    realized_wape_alert_factor: float = Field(
+        1.5,
+        gt=0,
+        description="Realized WAPE above this factor times the model's backtest WAPE logs a WARNING and tags"
+        " the MLflow and Prefect runs 'realized_wape_alert'",
+    )
     bq_location: str | None = Field(None, description="BigQuery location (e.g. US); client default if unset")
     bq_endpoint: str | None = Field(None, description="BigQuery API endpoint override (emulators only)")
     bq_timeout_seconds: float = Field(
@@ -95,6 +107,12 @@ class Settings(BaseSettings):
         description="Per server worker: point queries per second (burst: one second's worth, at least 1) for ids "
         "missing from a snapshot that is not fresh; misses beyond it answer 503 without a query",
     )
+    ui_history_queries_per_second: float = Field(
+        2.0,
+        gt=0,
+        description="Per server worker: feature-store queries per second (burst: one second's worth, at least 1) "
+        "for the history behind the planners' page (/ui); a chart beyond it shows 'retry later' without a query",
+    )
     http_header_timeout_seconds: float = Field(
         10.0,
         gt=0,
@@ -121,6 +139,10 @@ class Settings(BaseSettings):
     def local_feature_store_path(self) -> Path:
         """Parquet file that backs the embedded feature store."""
         return self.state_dir.resolve() / "feature_store" / f"{self.bq_dataset}.{self.bq_table}.parquet"
+
+    def local_table_path(self, table: str) -> Path:
+        """Parquet file of a table kept beside the embedded feature store (forecasts, realized)."""
+        return self.local_feature_store_path.with_name(f"{self.bq_dataset}.{table}.parquet")
 
     @property
     def mlflow_tracking_uri(self) -> str:

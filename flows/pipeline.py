@@ -1,4 +1,4 @@
-"""Pipeline flow ``tamales-pipeline``: ingest → features → train → package, each step a subflow.
+"""Pipeline flow ``tamales-pipeline``: ingest → features → train → package → forecast, each step a subflow.
 
     uv run python -m flows.pipeline [--source DIR_OR_GS_URL]
 
@@ -7,6 +7,8 @@ skipped and the features flow uses what the raw bucket already holds. Steps run 
 consumes what the previous one published (the train step gets the exact data version the features step
 published), so a failed step stops the run with a ``PipelineStepError`` naming it and nothing downstream
 runs. Packaging runs only when the gate moved ``@champion`` or when no bento serves the current champion yet.
+The forecast step (``flows.forecast``) then scores earlier forecasts against the new actuals and publishes
+every product's forecast by the champion; it is skipped while no version carries ``@champion``.
 Every step is idempotent, so a re-run on unchanged deliveries re-ingests nothing, registers no new model
 version and builds no bento.
 """
@@ -27,6 +29,7 @@ from features.results import FeaturesResult, IngestResult
 from features.settings import get_settings
 from flows import packaging
 from flows.features import features_flow
+from flows.forecast import ForecastResult, forecast_flow
 from flows.ingest import ingest_flow
 from flows.package import package_flow
 from flows.train import train
@@ -63,6 +66,7 @@ class PipelineResult:
     champion_version: str | None
     packaging: str
     bento: str | None
+    forecast: ForecastResult | None  # None when there is no champion to forecast with
 
     def summary(self) -> dict[str, Any]:
         """The result without the ingest report's file lists (for logs and the CLI)."""
@@ -99,6 +103,9 @@ def pipeline_flow(source: str | None = None, allow_incomplete: bool = False) -> 
         bento = run_step("package", package_flow)
     elif decision.champion_version is None:
         logger.warning("no model version carries @champion yet: there is nothing to serve")
+    forecast = None
+    if decision.champion_version is not None:
+        forecast = run_step("forecast", forecast_flow, data_version=features.data_version)
     result = PipelineResult(
         source=source,
         ingest=ingested,
@@ -110,6 +117,7 @@ def pipeline_flow(source: str | None = None, allow_incomplete: bool = False) -> 
         champion_version=decision.champion_version,
         packaging=decision.reason,
         bento=bento,
+        forecast=forecast,
     )
     logger.info(
         "pipeline done: %s",

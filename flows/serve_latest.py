@@ -4,7 +4,8 @@
     uv run python -m flows.serve_latest --print-product-id     # one real product id, for scripts
     uv run python -m flows.serve_latest --print-bento-tag      # the bento it would serve
 
-Prints a ready-to-paste ``curl`` with a real product id from the feature store, then replaces itself with
+Prints a ready-to-paste ``curl`` with a real product id from the feature store and the URL of the planners' page
+(``/ui``) for it, then replaces itself with
 ``bentoml serve <bento>``. The service finds the feature store through the same ``TAMALES_*`` settings.
 """
 
@@ -14,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+from urllib.parse import quote
 
 from service import contract
 
@@ -49,6 +51,11 @@ def curl_example(product_id: str, host: str, port: int) -> str:
     )
 
 
+def page_url(product_id: str, host: str, port: int) -> str:
+    """The URL of the planners' page (``/ui``) showing one product."""
+    return f"http://{host}:{port}/ui?product={quote(product_id, safe='')}"
+
+
 def main(argv: list[str] | None = None) -> None:
     """CLI entry point: print the example call, then exec ``bentoml serve``."""
     parser = argparse.ArgumentParser(
@@ -75,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     print(
         f"Serving bento {tag} on http://{args.host}:{args.port} — try:\n\n  {curl_example(product_id, args.host, args.port)}\n"
+        f"\nThe planners' page: {page_url(product_id, args.host, args.port)}\n"
     )
     sys.stdout.flush()
     cmd = [sys.executable, "-m", "bentoml", "serve", tag, "--host", args.host, "--port", str(args.port)]

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse
 from features.feature_store import get_feature_store
 from features.settings import get_settings
 from features.telemetry import quiet_tools
-from service import contract, runtime
+from service import contract, runtime, ui_routes
 from service import model as model_io
 from service.errors import JSONErrors
 from service.forecaster import Forecaster
@@ -38,6 +38,7 @@ runtime.harden_server(get_settings())
 MODEL_TAG = getattr(bentoml.use_arguments(), "model_tag", None) or f"{get_settings().model_name}:latest"
 
 
+@bentoml.asgi_app(ui_routes.app, path="/")  # the planners' page: /ui (service.ui_routes)
 @bentoml.service(name=contract.SERVICE_NAME, **contract.SERVER_CONFIG)
 class TamalesForecast:
     """Next-month sales forecast (p10/p50/p90) for a product, from its latest features."""

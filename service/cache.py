@@ -121,6 +121,10 @@ class FeatureCache:
         """Ids in the current snapshot (sorted)."""
         return sorted(self._rows)
 
+    def snapshot(self) -> dict[str, Row]:
+        """The current snapshot itself (read-only for callers): replaced by a new dict at each refresh."""
+        return self._rows
+
     def refresh(self) -> bool:
         """Replace the snapshot with one full query; False (and the old snapshot kept) if the store fails."""
         with self._refresh_lock:

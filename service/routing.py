@@ -5,7 +5,8 @@ service) labels each request with its raw ``scope["path"]``: every distinct unkn
 set of a histogram, a counter and a gauge, kept for the life of the process and written to the multiprocess
 metric files — anonymous clients can grow ``/metrics`` and the workers' memory without bound.
 ``label_metrics_by_route`` replaces that middleware class (BentoML looks it up when it builds the app) with a
-subclass that shows it the *route template* instead (``/static_content/{path}`` for a mount) and one label,
+subclass that shows it the *route template* instead (``/static_content/{path}`` for a mount, the inner route's template for
+a mounted app with routes: ``/ui``, ``/ui/forecasts.csv``) and one label,
 ``UNMATCHED``, for every path that no route serves; the layers inside it still see the real path.
 
 ``UnknownRoutes`` answers requests that no route serves with a JSON 404 before Starlette's router, which would
@@ -35,6 +36,22 @@ def _template(route: Any) -> str:
     return f"{path.rstrip('/')}/{{path}}" if isinstance(route, Mount) else path
 
 
+def _mounted(route: Any, child_scope: Scope) -> str | None:
+    """For a mount of an app with its own routes (``bentoml.asgi_app``, e.g. the planners' page): the mount
+    path + the template of the inner route that serves ``child_scope``; None otherwise."""
+    inner = getattr(getattr(route, "app", None), "routes", None)
+    if not isinstance(route, Mount) or not inner:
+        return None
+    partial = None
+    for sub in inner:
+        match, _ = sub.matches(child_scope)
+        if match is Match.FULL:
+            return route.path.rstrip("/") + _template(sub)
+        if match is Match.PARTIAL and partial is None:
+            partial = sub
+    return None if partial is None else route.path.rstrip("/") + _template(partial)
+
+
 class RouteTable:
     """The route templates of one Starlette app: ``template(scope)`` is the template of the route that would
     serve the request (a method mismatch counts: it is that route's 405), None if no route would."""
@@ -61,12 +78,16 @@ class RouteTable:
                 return found
         partial = None
         for route in self._routes:
-            match, _ = route.matches(scope)
+            match, child = route.matches(scope)
             if match is Match.FULL:
-                return _template(route)
+                return _mounted(route, {**scope, **child}) or _template(route)
             if match is Match.PARTIAL and partial is None:
-                partial = route
-        return None if partial is None else _template(partial)
+                partial = (route, child)
+        return (
+            None
+            if partial is None
+            else _mounted(partial[0], {**scope, **partial[1]}) or _template(partial[0])
+        )
 
 
 class _Routes:

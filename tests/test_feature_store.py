@@ -12,6 +12,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from features.feature_store import (
+    HISTORY_SCHEMA,
     BigQueryFeatureStore,
     FeatureStoreUnavailable,
     LocalFeatureStore,
@@ -83,6 +84,13 @@ def check_store(store) -> dict[str, dict]:
     assert store.latest_row("nope") is None
     assert store.latest_row(INJECTION) is None
     assert store.latest_row("") is None
+
+    history = store.history("206050084")  # the planners' page chart: every month, oldest first
+    assert history.columns == list(HISTORY_SCHEMA)
+    assert history["year_month"].to_list() == [date(2024, 1, 1), date(2024, 2, 1), date(2024, 3, 1)]
+    assert history["total_sales"].to_list() == [1000.5, 2001.0, 3001.5]
+    assert store.history("DUAL")["source"].to_list() == ["erp", "teinvento"]
+    assert store.history("nope").height == store.history(INJECTION).height == 0
 
     smaller = df.filter(pl.col("id_product") != "ABYT055818")
     assert store.write(smaller) == smaller.height

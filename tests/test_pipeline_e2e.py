@@ -33,7 +33,7 @@ from tests.fixtures.prefect_server import (
     tail,
 )
 
-SUBFLOWS = {"ingest", "features", "train", "package"}
+SUBFLOWS = {"ingest", "features", "train", "package", "forecast"}
 
 
 def _check(result: subprocess.CompletedProcess, what: str) -> str:
@@ -197,6 +197,9 @@ def test_daily_deployment_end_to_end(prefect_server: PrefectServer, e2e_env: dic
     assert set(newest) == {str(champion.version), str(refreshed.version)}
     assert len(stores["bentos"]) == 2
     assert any(b["models"] == [newest[str(refreshed.version)]] for b in stores["bentos"]), stores
+    # The fifth step realized the first champion's forecasts with the second delivery's actuals.
+    for source in ("erp", "teinvento"):
+        assert client.get_metric_history(champion.run_id, f"realized_wape_{source}"), output[-2000:]
 
 
 def _run_daily(server: PrefectServer, worker_env: dict[str, str], worker_log: Path) -> str:
@@ -285,6 +288,9 @@ def test_a_rerun_on_unchanged_deliveries_reuses_everything(
     assert trained_model.alias == "champion", "the sample's model should beat the baselines"
     assert summary.bento == packaged_bento and summary.champion_version == trained_model.model_version
     assert summary.packaging.startswith(f"bento {packaged_bento} already serves @champion")
+    # the fifth step: every product's forecast by the champion, nothing realized on the same data version
+    assert summary.forecast is not None and summary.forecast.model_version == trained_model.model_version
+    assert summary.forecast.products > 0 and summary.forecast.alerts == []
 
 
 def test_packaging_decision_follows_the_registry_and_the_bento_store(monkeypatch, tmp_path: Path):

@@ -19,6 +19,8 @@ IMPORTED_MODULES = {
     "features/bq.py",
     "features/schema.py",
     "features/feature_store.py",
+    "features/forecast_schema.py",  # the planners' page reads realized accuracy (service.ui_accuracy)
+    "features/forecast_tables.py",
     "features/storage.py",
     "training/__init__.py",
     "training/forecast.py",
@@ -77,7 +79,9 @@ def test_the_bento_holds_only_the_service_code(packaged_bento):
     src = Path(_bento(packaged_bento).path) / "src"
     files = {p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file()}
     service = {
-        p.relative_to(packaging.REPO_ROOT).as_posix() for p in packaging.REPO_ROOT.glob("service/*.py")
+        p.relative_to(packaging.REPO_ROOT).as_posix()
+        for pattern in ("service/*.py", "service/ui_assets/*")  # the planners' page's own JS, CSS, icon
+        for p in packaging.REPO_ROOT.glob(pattern)
     }
     assert "service/api.py" in service
     assert files - {"bentofile.yaml"} == service | IMPORTED_MODULES
@@ -143,3 +147,4 @@ def test_serve_latest_names_the_newest_bento_and_a_real_product(packaged_bento, 
     curl = serve_latest.curl_example(product_id, "127.0.0.1", 3000)
     assert curl.startswith("curl -s -X POST http://127.0.0.1:3000/apis/products/predict/1.0.0 ")
     assert f'{{"productid": "{product_id}"}}' in curl
+    assert serve_latest.page_url("a b/1", "127.0.0.1", 3000) == "http://127.0.0.1:3000/ui?product=a%20b%2F1"
