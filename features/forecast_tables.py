@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -268,7 +268,7 @@ class BigQueryForecastTables(ForecastTables):
                 arrow = rows.to_arrow(create_bqstorage_client=False)
             except NotFound:
                 return empty(table)
-        frame = pl.from_arrow(arrow)
+        frame = cast(pl.DataFrame, pl.from_arrow(arrow))
         if frame.is_empty():
             return empty(table)
         return conform(table, frame).sort(list(SORT[table]))

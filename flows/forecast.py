@@ -8,7 +8,7 @@
    tags the MLflow run and this flow run ``realized_wape_alert`` (``training.realized_tracking``); artifact
    ``realized-accuracy``: the table and a chart of realized vs backtest WAPE over time.
 2. **forecasts**: every product scored with ``@alias`` exactly as the service answers it, published to
-   ``<processed bucket>/<data_version>/forecasts/`` and the ``forecasts`` table (``training.batch``);
+   ``<processed bucket>/<data_version>/forecasts/`` and the ``forecasts`` table (``flows.batch``);
    artifact ``forecast-report``.
 
 The pipeline runs it as its fifth step, after the gate and packaging.
@@ -32,7 +32,8 @@ from features import processed
 from features.forecast_schema import REALIZED
 from features.forecast_tables import get_forecast_tables
 from features.settings import get_settings
-from training import batch, realized, realized_tracking
+from flows import batch
+from training import realized, realized_tracking
 
 REPORT_ROWS = 20
 

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,12 @@ class PackagingDecision:
     reason: str
     champion_version: str | None = None
     bento: str | None = None
+    alias: str = gate.CHAMPION  # the alias packaged: @challenger only while no version is @champion
+
+    @property
+    def provisional(self) -> bool:
+        """True when the packaged model is a refused @challenger, served because there is no champion yet."""
+        return self.alias != gate.CHAMPION
 
 
 def resolve_champion(alias: str = "champion", settings: Settings | None = None) -> Champion:
@@ -246,16 +252,28 @@ def packaging_decision(
 ) -> PackagingDecision:
     """Whether the package step must run: ``@alias`` moved, or no bento serves its version yet."""
     settings = settings or get_settings()
-    if tracking.alias_version(tracking.client(settings), settings.model_name, alias) is None:
+    registry = tracking.client(settings)
+    if tracking.alias_version(registry, settings.model_name, alias) is None:
+        if alias == gate.CHAMPION and tracking.alias_version(registry, settings.model_name, gate.CHALLENGER):
+            # No model has ever won the gate (first deliveries): serve the refused one rather than nothing,
+            # saying so; the first recipe that wins becomes @champion and replaces it.
+            provisional = packaging_decision(promoted, gate.CHALLENGER, settings)
+            reason = f"no @champion yet: serving @challenger provisionally; {provisional.reason}"
+            return replace(provisional, reason=reason, alias=gate.CHALLENGER)
         reason = f"nothing to package: no version of {settings.model_name!r} has alias @{alias}"
         return PackagingDecision(package=False, reason=reason)
     champion = resolve_champion(alias, settings)
     if promoted:
-        return PackagingDecision(True, f"@{alias} moved to v{champion.model_version}", champion.model_version)
+        return PackagingDecision(
+            True, f"@{alias} moved to v{champion.model_version}", champion.model_version, alias=alias
+        )
     tag = bento_serving(champion)
     if tag is None:
         return PackagingDecision(
-            True, f"no bento serves @{alias} v{champion.model_version} yet", champion.model_version
+            True,
+            f"no bento serves @{alias} v{champion.model_version} yet",
+            champion.model_version,
+            alias=alias,
         )
     reason = f"bento {tag} already serves @{alias} v{champion.model_version}"
-    return PackagingDecision(False, reason, champion.model_version, tag)
+    return PackagingDecision(False, reason, champion.model_version, tag, alias)

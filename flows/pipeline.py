@@ -97,15 +97,17 @@ def pipeline_flow(source: str | None = None, allow_incomplete: bool = False) -> 
     features: FeaturesResult = run_step("features", features_flow, allow_incomplete=allow_incomplete)
     trained: TrainResult = run_step("train", train, data_version=features.data_version)
     decision: packaging.PackagingDecision = run_step("package", packaging_decision_task, trained.promoted)
-    logger.info("package: %s", decision.reason)
+    (logger.warning if decision.provisional else logger.info)("package: %s", decision.reason)
     bento = decision.bento
     if decision.package:
-        bento = run_step("package", package_flow)
+        bento = run_step("package", package_flow, alias=decision.alias)
     elif decision.champion_version is None:
-        logger.warning("no model version carries @champion yet: there is nothing to serve")
+        logger.warning("no model version carries @champion or @challenger: there is nothing to serve")
     forecast = None
     if decision.champion_version is not None:
-        forecast = run_step("forecast", forecast_flow, data_version=features.data_version)
+        forecast = run_step(
+            "forecast", forecast_flow, data_version=features.data_version, alias=decision.alias
+        )
     result = PipelineResult(
         source=source,
         ingest=ingested,

@@ -36,8 +36,8 @@ def test_batch_table_equals_the_served_bento_for_every_product(
 ) -> None:
     """Every product: the published row (bucket and table) equals ``/predict`` and ``/predict_batch``."""
     from features.forecast_tables import get_forecast_tables
+    from flows import batch
     from service import contract
-    from training import batch
 
     result = batch.publish_forecasts(processed_version, alias=trained_model.alias)
     table = result["table"]
@@ -75,7 +75,7 @@ def test_batch_forecasts_on_the_bigquery_store(
 
     from features.feature_store import get_feature_store
     from features.forecast_tables import BigQueryForecastTables, get_forecast_tables
-    from training import batch
+    from flows import batch
 
     get_feature_store().write(pl.DataFrame(list(feature_rows.values()), infer_schema_length=None))
     expected = batch.forecast_table(
@@ -164,11 +164,11 @@ def two_deliveries(tmp_path_factory, prefect_harness) -> Iterator[TwoDeliveries]
 
     from features.settings import get_settings
     from features.synth import generate
+    from flows import batch
     from flows.features import features_flow
     from flows.forecast import forecast_flow
     from flows.ingest import ingest_flow
     from flows.train import train
-    from training import batch
 
     root = tmp_path_factory.mktemp("two-deliveries")
     with pytest.MonkeyPatch.context() as mp:

@@ -294,7 +294,8 @@ def test_a_rerun_on_unchanged_deliveries_reuses_everything(
 
 
 def test_packaging_decision_follows_the_registry_and_the_bento_store(monkeypatch, tmp_path: Path):
-    """A model of its own in the session's real MLflow store: no alias → nothing to package; a champion
+    """A model of its own in the session's real MLflow store: no alias → nothing to package; only a
+    challenger → package it provisionally; a champion
     without a bento → package; a champion just moved → package (the bento store is checked by the rerun test)."""
     import uuid
 
@@ -313,6 +314,16 @@ def test_packaging_decision_follows_the_registry_and_the_bento_store(monkeypatch
     assert packaging_decision(promoted=False) == PackagingDecision(
         package=False, reason=f"nothing to package: no version of {name!r} has alias @champion"
     )
+    # A first model refused by the gate (@challenger) is served provisionally rather than nothing.
+    registry.set_registered_model_alias(name, "challenger", version)
+    provisional = packaging_decision(promoted=False)
+    assert provisional.package and provisional.provisional and provisional.alias == "challenger"
+    assert provisional.champion_version == str(version)
+    assert (
+        provisional.reason
+        == f"no @champion yet: serving @challenger provisionally; no bento serves @challenger v{version} yet"
+    )
+    registry.delete_registered_model_alias(name, "challenger")
     registry.set_registered_model_alias(name, "champion", version)
     assert packaging_decision(promoted=False) == PackagingDecision(
         package=True, reason=f"no bento serves @champion v{version} yet", champion_version=str(version)

@@ -20,6 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 from matplotlib.dates import DateFormatter, MonthLocator  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -116,7 +117,8 @@ def realized_chart(realized: pl.DataFrame, path: Path) -> Path:
         ["model_name", "model_version", "source"], maintain_order=True
     ):
         rows = rows.sort("forecast_month")
-        months = [datetime(int(m[:4]), int(m[5:7]), 1) for m in rows["forecast_month"]]
+        # matplotlib plots datetimes (its stubs only say arrays): an object array keeps mypy and it happy
+        months = np.array([datetime(int(m[:4]), int(m[5:7]), 1) for m in rows["forecast_month"]])
         line = ax.plot(months, rows["wape"].to_list(), marker="o", label=f"v{version} {source} realized")[0]
         if rows["backtest_wape"].null_count() < rows.height:
             ax.plot(

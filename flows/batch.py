@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -139,4 +139,5 @@ def publish_forecasts(
 def read_published(data_version: str, settings: Settings | None = None) -> pl.DataFrame:
     """The forecasts published under ``<processed bucket>/<data_version>/forecasts``."""
     url = storage.join(forecasts_url(data_version, settings), FORECASTS_FILE)
-    return conform(FORECASTS, pl.from_arrow(pq.read_table(io.BytesIO(storage.read_bytes(url, settings)))))
+    table = pq.read_table(io.BytesIO(storage.read_bytes(url, settings)))
+    return conform(FORECASTS, cast(pl.DataFrame, pl.from_arrow(table)))
