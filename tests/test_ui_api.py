@@ -25,6 +25,11 @@ _ROW = re.compile(
 )
 
 
+# ui_client reaches the served app through request.getfixturevalue (its settings must be set first), which
+# the fixture-based lane marking cannot see.
+pytestmark = pytest.mark.integration
+
+
 @pytest.fixture
 def ui_client(monkeypatch, request):
     """The in-process client, with a history budget that lets one test view every product (set before the
