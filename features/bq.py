@@ -12,7 +12,8 @@ failing ``jobs.query`` can come back as an empty result instead of an error.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -69,6 +70,20 @@ def render(name: str, tables: Mapping[str, str]) -> str:
         if "`" in value or not re.fullmatch(r"[A-Za-z0-9_.:\-]+\*?", value):
             raise BigQueryIdentifierError(f"not a checked table id: {value!r}")
     return _PLACEHOLDER.sub(lambda m: f"`{tables[m.group(1)]}`", text)
+
+
+@contextmanager
+def reaching(what: str, error: type[Exception]) -> Iterator[None]:
+    """Turn any failure to talk to BigQuery (API, auth, transport, timeout) into ``error`` naming ``what``."""
+    import requests
+    from google.api_core.exceptions import GoogleAPIError
+    from google.auth.exceptions import GoogleAuthError
+
+    try:
+        yield
+    except (GoogleAPIError, GoogleAuthError, requests.RequestException, TimeoutError, OSError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        raise error(f"BigQuery {what} failed: {type(exc).__name__}: {message}") from exc
 
 
 def make_client(settings: Settings) -> Any:

@@ -14,7 +14,7 @@ import io
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -156,18 +156,9 @@ class BigQueryFeatureStore(FeatureStore):
         self._client: Any = None
         self._lock = threading.Lock()
 
-    @contextmanager
-    def _reaching(self, what: str) -> Iterator[None]:
+    def _reaching(self, what: str) -> AbstractContextManager[None]:
         """Turn any failure to talk to BigQuery into ``FeatureStoreUnavailable``."""
-        import requests
-        from google.api_core.exceptions import GoogleAPIError
-        from google.auth.exceptions import GoogleAuthError
-
-        try:
-            yield
-        except (GoogleAPIError, GoogleAuthError, requests.RequestException, TimeoutError, OSError) as exc:
-            message = str(exc).splitlines()[0] if str(exc) else ""
-            raise FeatureStoreUnavailable(f"BigQuery {what} failed: {type(exc).__name__}: {message}") from exc
+        return bq.reaching(what, FeatureStoreUnavailable)
 
     def client(self) -> Any:
         """The (lazily created, shared) ``google.cloud.bigquery.Client``."""

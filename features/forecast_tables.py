@@ -18,7 +18,7 @@ import io
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -142,19 +142,8 @@ class BigQueryForecastTables(ForecastTables):
         self.settings = settings
         self._client: Any = None
 
-    @contextmanager
-    def _reaching(self, what: str) -> Iterator[None]:
-        import requests
-        from google.api_core.exceptions import GoogleAPIError
-        from google.auth.exceptions import GoogleAuthError
-
-        try:
-            yield
-        except (GoogleAPIError, GoogleAuthError, requests.RequestException, TimeoutError, OSError) as exc:
-            message = str(exc).splitlines()[0] if str(exc) else ""
-            raise ForecastTablesUnavailable(
-                f"BigQuery {what} failed: {type(exc).__name__}: {message}"
-            ) from exc
+    def _reaching(self, what: str) -> AbstractContextManager[None]:
+        return bq.reaching(what, ForecastTablesUnavailable)
 
     def client(self) -> Any:
         """The (lazily created) ``google.cloud.bigquery.Client``."""
