@@ -175,6 +175,9 @@ def two_deliveries(tmp_path_factory, prefect_harness) -> Iterator[TwoDeliveries]
         mp.setenv("TAMALES_RAW_URL", str(root / "raw"))
         mp.setenv("TAMALES_PROCESSED_URL", str(root / "processed"))
         mp.setenv("TAMALES_STATE_DIR", str(root / "state"))
+        # A registered model of its own: the session's MLflow store is shared, and its @champion must stay the
+        # session model's (the rerun and packaging tests expect it).
+        mp.setenv("TAMALES_MODEL_NAME", f"{get_settings().model_name}-two-deliveries")
         get_settings.cache_clear()
         delivery = root / "delivery"
         generate(delivery, seed=DEMO_SEED, cut=1)
