@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,8 +126,12 @@ def test_pick_a_product_in_chromium(browser, bento_server, feature_rows, session
         assert watched.problems == []
     finally:
         watched.close()
-    metrics = httpx.get(f"{bento_server.url}/metrics", timeout=30).text
-    assert 'endpoint="/ui"' in metrics
+    # BentoML records a request's metrics after its response is sent, and /metrics may be answered by the
+    # other worker first: poll briefly rather than race it.
+    deadline = time.monotonic() + 20
+    while 'endpoint="/ui"' not in httpx.get(f"{bento_server.url}/metrics", timeout=30).text:
+        assert time.monotonic() < deadline, "the page's requests never appeared in /metrics under /ui"
+        time.sleep(0.5)
 
 
 def test_phone_sized_viewport(browser, bento_server, known_product_with_name):
