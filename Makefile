@@ -32,7 +32,7 @@ setup: ## Install uv if missing and sync the locked environment
 sample: setup ## Generate the sample deliveries (if absent)
 	@test -d $(SAMPLE_DIR) || $(UV) run --frozen python -m features.synth --out $(SAMPLE_DIR)
 
-run: sample ## End to end on sample data: ingest → features → train → package, then serve the bento
+run: sample ## End to end on sample data: ingest → features → train → package → forecasts, then serve the bento
 	$(UV) run --frozen python -m flows.pipeline --source $(SAMPLE_DIR)
 	$(UV) run --frozen python -m flows.serve_latest --port $(PORT)
 
