@@ -205,5 +205,4 @@ ROUTES = [
     Route(f"{ui_render.ASSET_PREFIX}/ui.css", asset),
     Route(f"{ui_render.ASSET_PREFIX}/favicon.svg", asset),
 ]
-TEMPLATES = tuple(route.path for route in ROUTES)
 app = Starlette(routes=ROUTES)
